@@ -1,0 +1,100 @@
+"""``python -m peer``: run one peer (standard library only)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from peer.node import EXIT_ERROR, Peer, PeerConfig
+from peer.protocols import PROTOCOLS
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host or "0.0.0.0", int(port)
+
+
+def _neighbour(text: str) -> tuple[int, tuple[str, int]]:
+    ident, sep, addr = text.partition("=")
+    if not sep or not ident.isdigit():
+        raise argparse.ArgumentTypeError(f"expected ID=HOST:PORT, got {text!r}")
+    return int(ident), _address(addr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m peer",
+        description="Run one p2p peer: connect to its neighbours, run the gossip protocol, log what it receives.",
+    )
+    p.add_argument("--config", type=Path, help="JSON file with the same keys as the flags (flags override it)")
+    p.add_argument("--id", type=int, help="this peer's id (0..n-1)")
+    p.add_argument("--n", type=int, help="number of peers in the network")
+    p.add_argument("--listen", type=_address, help="HOST:PORT to listen on (default 0.0.0.0:7000)")
+    p.add_argument("--listen-fd", type=int, help="inherit an already listening socket (used by the local runner)")
+    p.add_argument(
+        "--neighbour", "-p", type=_neighbour, action="append", default=None, metavar="ID=HOST:PORT",
+        help="a neighbour; repeat for each",
+    )
+    p.add_argument("--log-dir", type=Path, help="directory for the logs (default ./logs)")
+    p.add_argument("--protocol", choices=sorted(PROTOCOLS), help="gossip protocol (default v1)")
+    p.add_argument("--seed", type=int, help="seed for randomised protocols")
+    p.add_argument("--expect", type=int, help="deliveries this peer expects; it exits as soon as it has them")
+    p.add_argument("--idle", type=float, help="seconds of silence before exiting when --expect is not given (default 3)")
+    p.add_argument("--link-deadline", type=float, help="seconds to wait for every link to come up (default 60)")
+    p.add_argument("--max-runtime", type=float, help="hard limit on the peer's lifetime in seconds (default 900)")
+    return p
+
+
+def config_from_args(argv: list[str] | None = None) -> PeerConfig:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    data: dict = {}
+    if args.config:
+        try:
+            data = json.loads(args.config.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            parser.error(f"cannot read config {args.config}: {e}")
+    for key in ("id", "n", "protocol", "seed", "expect", "idle", "link_deadline", "max_runtime", "listen_fd"):
+        value = getattr(args, key)
+        if value is not None:
+            data[key] = value
+    neighbours = {int(k): _address(v) for k, v in data.pop("neighbours", {}).items()}
+    if args.neighbour is not None:
+        neighbours = dict(args.neighbour)
+    listen = args.listen or (_address(data.pop("listen")) if "listen" in data else ("0.0.0.0", 7000))
+    data.pop("listen", None)
+    log_dir = args.log_dir or Path(data.pop("log_dir", "logs"))
+    data.pop("log_dir", None)
+    for required in ("id", "n"):
+        if required not in data:
+            parser.error(f"--{required} is required (flag or config)")
+    try:
+        return PeerConfig(
+            neighbours=neighbours, log_dir=log_dir, listen_host=listen[0], listen_port=listen[1], **data
+        )
+    except TypeError as e:
+        parser.error(f"bad config: {e}")
+        raise  # unreachable: parser.error exits
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = config_from_args(argv)
+    try:
+        peer = Peer(cfg)
+    except (ValueError, OSError) as e:
+        print(f"peer {cfg.id}: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        return asyncio.run(peer.run())
+    except OSError as e:
+        print(f"peer {cfg.id}: {e}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

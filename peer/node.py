@@ -1,0 +1,432 @@
+"""One peer: links over asyncio streams, a protocol, logs, and a clean exit.
+
+Termination: a peer exits by itself when (a) it was told how many deliveries to
+expect and has received them all, or (b) it has authored, has seen a message from
+every other author (or lost a link), and nothing arrived for ``idle`` seconds, or
+(c) ``max_runtime`` passed. (a) is exact; (b) is the fallback for runs without a
+prediction; the "seen every author" condition is what keeps a peer alive while
+late-starting peers are still joining.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from peer.protocols import PROTOCOLS
+from peer.wire import HEADER, MAX_FRAME, FrameError, decode_handshake, encode_handshake, parse_payload
+
+READ_CHUNK = 1 << 18
+STREAM_LIMIT = 1 << 20
+TICK = 0.1
+MAX_PENDING_HANDSHAKES = 64
+LOG_FLUSH_LINES = 20_000
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_LINK_FAILED = 2
+
+
+@dataclass
+class PeerConfig:
+    """Everything one peer needs to know; built from CLI flags or a JSON file."""
+
+    id: int
+    n: int
+    neighbours: dict[int, tuple[str, int]]
+    log_dir: Path
+    listen_host: str = "0.0.0.0"
+    listen_port: int = 7000
+    listen_fd: int | None = None
+    protocol: str = "v1"
+    seed: int | None = None
+    expect: int | None = None
+    idle: float = 3.0
+    link_deadline: float = 60.0
+    max_runtime: float = 900.0
+    handshake_timeout: float = 10.0
+    max_frame: int = MAX_FRAME
+    max_buffer: int = 64 << 20
+
+
+@dataclass
+class Link:
+    """State and counters of one undirected edge, seen from this peer."""
+
+    nbr: int
+    host: str
+    port: int
+    state: str = "waiting"  # waiting -> up -> closed, or waiting -> failed
+    writer: asyncio.StreamWriter | None = None
+    pending: list[bytes] = field(default_factory=list)
+    pending_frames: int = 0
+    frames_in: int = 0
+    bytes_in: int = 0
+    frames_out: int = 0
+    bytes_out: int = 0
+    undelivered: int = 0
+
+
+class Peer:
+    def __init__(self, cfg: PeerConfig) -> None:
+        if cfg.id in cfg.neighbours:
+            raise ValueError(f"peer {cfg.id} lists itself as a neighbour")
+        if not 0 <= cfg.id < cfg.n or any(not 0 <= nb < cfg.n for nb in cfg.neighbours):
+            raise ValueError(f"peer ids must be in 0..{cfg.n - 1}")
+        self.cfg = cfg
+        self.me = cfg.id
+        self.links = {nb: Link(nb, h, p) for nb, (h, p) in sorted(cfg.neighbours.items())}
+        self.proto = PROTOCOLS[cfg.protocol](cfg.id, list(self.links), cfg.n, cfg.seed)
+        self.recv = 0
+        self.sent = 0
+        self.errors = 0
+        self.authored = False
+        self.authors_seen: set[int] = set()
+        self._log_lines: list[bytes] = []
+        self._tasks: set[asyncio.Task] = set()
+        self._pending_handshakes = 0
+        self._done = asyncio.Event()
+        self.exit_reason = ""
+        cfg.log_dir.mkdir(parents=True, exist_ok=True)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        self._msg_fd = os.open(cfg.log_dir / f"{cfg.id}.txt", flags, 0o644)
+        self._ev_fd = os.open(cfg.log_dir / f"{cfg.id}.events.jsonl", flags, 0o644)
+
+    # ---- logging -------------------------------------------------------------
+
+    def event(self, ev: str, **fields: object) -> None:
+        rec = {"t": round(time.time(), 6), "peer": self.me, "ev": ev, **fields}
+        os.write(self._ev_fd, json.dumps(rec, separators=(",", ":")).encode() + b"\n")
+
+    def error(self, nbr: int | None, reason: str, detail: str = "") -> None:
+        self.errors += 1
+        self.event("error", nbr=nbr, reason=reason, detail=detail)
+        who = f"link {nbr}" if nbr is not None else "connection"
+        print(f"peer {self.me}: {who}: {reason}{': ' + detail if detail else ''}", file=sys.stderr, flush=True)
+
+    def _flush_log(self) -> None:
+        if self._log_lines:
+            # One write of whole lines: a SIGKILL can only cut at a line boundary
+            # or, at worst, inside the last line, which readers detect.
+            os.write(self._msg_fd, b"\n".join(self._log_lines) + b"\n")
+            self._log_lines.clear()
+
+    # ---- sending -------------------------------------------------------------
+
+    def _send(self, link: Link, data: bytes, frames: int) -> None:
+        if link.state == "up":
+            assert link.writer is not None
+            link.writer.write(data)
+            link.frames_out += frames
+            link.bytes_out += len(data)
+            self.sent += frames
+            if link.writer.transport.get_write_buffer_size() > self.cfg.max_buffer:
+                self.error(link.nbr, "slow_consumer", f"more than {self.cfg.max_buffer} bytes unsent")
+                self._drop(link)
+        elif link.state == "waiting":
+            link.pending.append(data)
+            link.pending_frames += frames
+        else:
+            link.undelivered += frames
+
+    def _author(self) -> None:
+        self.authored = True
+        payload, targets = self.proto.author()
+        frame = HEADER.pack(len(payload)) + payload
+        for nb in targets:
+            self._send(self.links[nb], frame, 1)
+        self.event("authored", frames=len(targets))
+
+    # ---- links ---------------------------------------------------------------
+
+    def _link_up(self, link: Link, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, role: str) -> None:
+        link.state = "up"
+        link.writer = writer
+        self._last_activity = time.monotonic()
+        self.event("link_up", nbr=link.nbr, role=role)
+        if link.pending:
+            data, frames = b"".join(link.pending), link.pending_frames
+            link.pending, link.pending_frames = [], 0
+            self._send(link, data, frames)
+        self._spawn(self._read_loop(link, reader))
+        if not self.authored and all(lk.state == "up" for lk in self.links.values()):
+            self._author()
+
+    def _drop(self, link: Link) -> None:
+        if link.writer is not None:
+            link.writer.close()
+            link.writer = None
+        link.state = "closed"
+
+    async def _dial(self, link: Link) -> None:
+        delay = 0.02
+        while link.state == "waiting":
+            try:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(link.host, link.port, limit=STREAM_LIMIT), timeout=5
+                )
+            except (OSError, asyncio.TimeoutError):
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
+                continue
+            if link.state != "waiting":  # failed by the deadline meanwhile
+                writer.close()
+                return
+            _tune(writer)
+            writer.write(encode_handshake(self.me))
+            self._link_up(link, reader, writer, "dial")
+
+    async def _on_accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._pending_handshakes >= MAX_PENDING_HANDSHAKES:
+            self.error(None, "too_many_connections", f"over {MAX_PENDING_HANDSHAKES} connections awaiting a handshake")
+            writer.close()
+            return
+        self._pending_handshakes += 1
+        try:
+            data = await asyncio.wait_for(reader.readexactly(4), self.cfg.handshake_timeout)
+        except (asyncio.IncompleteReadError, asyncio.TimeoutError, OSError) as e:
+            self.error(None, "no_handshake", type(e).__name__)
+            writer.close()
+            return
+        finally:
+            self._pending_handshakes -= 1
+        nbr = decode_handshake(data)
+        link = self.links.get(nbr)
+        if link is None:
+            kind = "not_neighbour" if nbr < self.cfg.n else "unknown_peer"
+            self.error(None, kind, f"handshake from id {nbr}")
+            writer.close()
+        elif link.state == "up":
+            self.error(nbr, "duplicate_link", "a second connection for an established edge")
+            writer.close()
+        elif link.state == "failed":
+            self.error(nbr, "late_link", "neighbour connected after the link deadline")
+            writer.close()
+        else:
+            _tune(writer)
+            self._link_up(link, reader, writer, "accept")
+
+    async def _read_loop(self, link: Link, reader: asyncio.StreamReader) -> None:
+        buf = b""
+        reason = "eof"
+        try:
+            while True:
+                data = await reader.read(READ_CHUNK)
+                if not data:
+                    if buf:
+                        raise FrameError("truncated", f"EOF inside a frame ({len(buf)} bytes pending)")
+                    break
+                buf = buf + data if buf else data
+                consumed = self._process(link, buf)
+                buf = buf[consumed:]
+        except FrameError as e:
+            reason = e.reason
+            self.error(link.nbr, e.reason, e.detail)
+        except OSError as e:
+            reason = type(e).__name__
+        finally:
+            if link.state == "up":
+                self._drop(link)
+                self.event("link_down", nbr=link.nbr, reason=reason)
+            self._last_activity = time.monotonic()
+
+    def _process(self, link: Link, buf: bytes) -> int:
+        """Handle every complete frame in ``buf``; return the bytes consumed."""
+        n = self.cfg.n
+        me = self.me
+        sender = link.nbr
+        max_frame = self.cfg.max_frame
+        receive = self.proto.receive
+        log = self._log_lines
+        seen = self.authors_seen
+        pack = HEADER.pack
+        unpack_from = HEADER.unpack_from
+        out: dict[int, list[bytes]] = {}
+        end = len(buf)
+        pos = 0
+        got = 0
+        got_bytes = 0
+        try:
+            while end - pos >= 4:
+                size = unpack_from(buf, pos)[0]
+                if size > max_frame:
+                    raise FrameError("oversize", f"frame of {size} bytes exceeds {max_frame}")
+                stop = pos + 4 + size
+                if stop > end:
+                    break
+                payload = buf[pos + 4 : stop]
+                author, hops, canonical = parse_payload(payload, n)
+                if hops[-1] != sender:
+                    raise FrameError("bad_sender", f"last hop {hops[-1]} is not the sender {sender}")
+                if me in hops:
+                    raise FrameError("bad_hops", f"own id {me} already in hops")
+                pos = stop
+                got += 1
+                got_bytes += size + 4
+                log.append(payload)
+                seen.add(author)
+                fwd, targets = receive(author, hops, payload, canonical)
+                if targets:
+                    frame = pack(len(fwd)) + fwd
+                    for t in targets:
+                        if t in out:
+                            out[t].append(frame)
+                        else:
+                            out[t] = [frame]
+        finally:
+            # Frames accepted before an error are kept and forwarded.
+            if got:
+                self.recv += got
+                link.frames_in += got
+                link.bytes_in += got_bytes
+                self._last_activity = time.monotonic()
+                for t, frames in out.items():
+                    self._send(self.links[t], b"".join(frames), len(frames))
+                if len(log) >= LOG_FLUSH_LINES:
+                    self._flush_log()
+        return pos
+
+    # ---- life cycle ----------------------------------------------------------
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _finish(self, reason: str) -> None:
+        if not self.exit_reason:
+            self.exit_reason = reason
+            self._done.set()
+
+    async def _monitor(self) -> None:
+        cfg = self.cfg
+        last_progress = (-1, -1)
+        while not self._done.is_set():
+            await asyncio.sleep(TICK)
+            now = time.monotonic()
+            self._flush_log()
+            if (self.recv, self.sent) != last_progress:
+                last_progress = (self.recv, self.sent)
+                self.event("progress", recv=self.recv, sent=self.sent)
+            waiting = [lk for lk in self.links.values() if lk.state == "waiting"]
+            if waiting and now - self._started >= cfg.link_deadline:
+                for lk in waiting:
+                    lk.state = "failed"
+                    lk.undelivered += lk.pending_frames
+                    lk.pending, lk.pending_frames = [], 0
+                    self.event("link_failed", nbr=lk.nbr, reason=f"not up within {cfg.link_deadline:g} s")
+                    print(
+                        f"peer {self.me}: link to peer {lk.nbr} ({lk.host}:{lk.port}) never came up "
+                        f"within {cfg.link_deadline:g} s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                waiting = []
+            if not self.authored and not waiting and any(lk.state == "up" for lk in self.links.values()):
+                self._author()
+            if now - self._started >= cfg.max_runtime:
+                self._finish("max_runtime")
+            elif self.authored and cfg.expect is not None and self.recv >= cfg.expect:
+                self._finish("expected")
+            elif self.authored and now - self._last_activity >= cfg.idle:
+                lost = any(lk.state in ("failed", "closed") for lk in self.links.values())
+                if lost or len(self.authors_seen) >= cfg.n - 1:
+                    self._finish("idle")
+
+    async def run(self) -> int:
+        """Run to completion; return the process exit code."""
+        cfg = self.cfg
+        loop = asyncio.get_running_loop()
+        self._started = self._last_activity = time.monotonic()
+        wall_start = time.time()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self._finish, sig.name.lower())
+            except (NotImplementedError, RuntimeError):
+                pass
+        self.event("start", n=cfg.n, neighbours=list(self.links), protocol=cfg.protocol, expect=cfg.expect)
+        if cfg.listen_fd is not None:
+            sock = socket.socket(fileno=cfg.listen_fd)
+            server = await asyncio.start_server(self._on_accept, sock=sock, limit=STREAM_LIMIT)
+        else:
+            server = await asyncio.start_server(
+                self._on_accept, cfg.listen_host, cfg.listen_port, limit=STREAM_LIMIT, reuse_address=True
+            )
+        addr = server.sockets[0].getsockname()
+        self.event("listen", addr=f"{addr[0]}:{addr[1]}")
+        for link in self.links.values():
+            if link.nbr > self.me:  # the lower id dials: deterministic, one connection per edge
+                self._spawn(self._dial(link))
+        if not self.links:
+            self._author()
+        monitor = loop.create_task(self._monitor())
+        await self._done.wait()
+        monitor.cancel()
+        server.close()
+        await self._close_links()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._flush_log()
+        self._write_summary(time.time() - wall_start)
+        failed = [lk.nbr for lk in self.links.values() if lk.state == "failed"]
+        return EXIT_LINK_FAILED if failed else EXIT_OK
+
+    async def _close_links(self) -> None:
+        writers = [lk.writer for lk in self.links.values() if lk.writer is not None]
+        for w in writers:
+            w.close()  # the transport still sends what is buffered before closing
+        if writers:
+            await asyncio.wait(
+                [asyncio.ensure_future(w.wait_closed()) for w in writers], timeout=max(5.0, self.cfg.idle)
+            )
+
+    def _write_summary(self, duration: float) -> None:
+        links = {
+            str(lk.nbr): {
+                "frames_in": lk.frames_in,
+                "bytes_in": lk.bytes_in,
+                "frames_out": lk.frames_out,
+                "bytes_out": lk.bytes_out,
+                "undelivered": lk.undelivered + lk.pending_frames,
+                "state": lk.state,
+            }
+            for lk in self.links.values()
+        }
+        traffic = "".join(
+            f"{lk.nbr}; {lk.bytes_in}; {lk.bytes_out}\n"
+            for lk in self.links.values()
+            if lk.frames_in or lk.frames_out
+        )
+        tmp = self.cfg.log_dir / f".{self.me}.traffic.txt.tmp"
+        tmp.write_text(traffic)
+        os.replace(tmp, self.cfg.log_dir / f"{self.me}.traffic.txt")
+        self.event(
+            "summary",
+            recv=self.recv,
+            sent=self.sent,
+            recv_bytes=sum(lk.bytes_in for lk in self.links.values()),
+            sent_bytes=sum(lk.bytes_out for lk in self.links.values()),
+            links=links,
+            errors=self.errors,
+            exit_reason=self.exit_reason,
+            duration=round(duration, 6),
+        )
+        os.close(self._msg_fd)
+        os.close(self._ev_fd)
+
+
+def _tune(writer: asyncio.StreamWriter) -> None:
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass

@@ -1,0 +1,176 @@
+"""What every runner shares: the run directory, the per-peer plan, progress."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sys
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import networkx as nx
+
+from generator.errors import P2PError
+from generator.predict import Prediction
+from generator.spec import RunSpec
+
+
+class RunnerError(P2PError):
+    """A runner could not start, follow or clean up a run."""
+
+
+@dataclass(frozen=True)
+class PeerPlan:
+    """One peer's part of a run: its id, neighbours and how many deliveries to expect."""
+
+    id: int
+    neighbours: tuple[int, ...]
+    expect: int | None
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A run ready to start: spec, graph, run directory and per-peer plans."""
+
+    spec: RunSpec
+    run_id: str
+    run_dir: Path
+    peers: tuple[PeerPlan, ...]
+    graph: nx.Graph = field(compare=False)
+
+    @property
+    def log_dir(self) -> Path:
+        return self.run_dir / "logs"
+
+    def peer_args(self, peer: PeerPlan, address: Callable[[int], str], log_dir: str) -> list[str]:
+        """Arguments for ``python -m peer`` (everything but the listen address)."""
+        opts = self.spec.options
+        args = ["--id", str(peer.id), "--n", str(self.spec.n), "--protocol", self.spec.protocol]
+        for nb in peer.neighbours:
+            args += ["-p", f"{nb}={address(nb)}"]
+        args += ["--log-dir", log_dir, "--idle", f"{opts.idle:g}", "--link-deadline", f"{opts.link_deadline:g}"]
+        args += ["--max-runtime", f"{opts.max_runtime:g}"]
+        if self.spec.seed is not None:
+            args += ["--seed", str(self.spec.seed)]
+        if peer.expect is not None:
+            args += ["--expect", str(peer.expect)]
+        return args
+
+
+@dataclass
+class RunResult:
+    """How the peers ended."""
+
+    exit_codes: dict[int, int | None]
+    duration: float
+    backend: str
+
+    @property
+    def failed_peers(self) -> list[int]:
+        return sorted(p for p, code in self.exit_codes.items() if code != 0)
+
+
+class Runner(ABC):
+    """A backend that starts the peers of a plan, waits for them and cleans up."""
+
+    name = "abstract"
+
+    @abstractmethod
+    def run(self, plan: RunPlan, progress: Progress) -> RunResult: ...
+
+
+def new_run_id(spec: RunSpec) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{spec.name}-{stamp}-{secrets.token_hex(2)}"
+
+
+def prepare_run(spec: RunSpec, runs_root: Path, prediction: Prediction | None, run_id: str | None = None) -> RunPlan:
+    """Create ``runs/<run-id>/`` with spec.json and logs/, and point ``runs/latest`` at it."""
+    run_id = run_id or new_run_id(spec)
+    run_dir = runs_root / run_id
+    (run_dir / "logs").mkdir(parents=True, exist_ok=False)
+    spec.write(run_dir / "spec.json")
+    update_latest(runs_root, run_id)
+    graph = spec.graph()
+    received = prediction.per_peer_received() if prediction is not None else {}
+    peers = tuple(
+        PeerPlan(
+            id=p,
+            neighbours=tuple(sorted(graph.neighbors(p))),
+            expect=received[p].frames if prediction is not None else None,
+        )
+        for p in sorted(graph.nodes)
+    )
+    return RunPlan(spec=spec, run_id=run_id, run_dir=run_dir, peers=peers, graph=graph)
+
+
+def update_latest(runs_root: Path, run_id: str) -> None:
+    link = runs_root / "latest"
+    tmp = runs_root / f".latest.{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(run_id)
+    os.replace(tmp, link)
+
+
+def read_progress(log_dir: Path, n: int) -> tuple[int, int]:
+    """(peers that wrote their summary, deliveries so far) from the tails of the event logs."""
+    finished = delivered = 0
+    for p in range(n):
+        path = log_dir / f"{p}.events.jsonl"
+        try:
+            with open(path, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                size = f.tell()
+                f.seek(max(0, size - 4096))
+                tail = f.read().splitlines()
+        except OSError:
+            continue
+        for line in reversed(tail):
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if "recv" in rec:
+                delivered += rec["recv"]
+                finished += rec.get("ev") == "summary"
+                break
+    return finished, delivered
+
+
+class Progress:
+    """One status line, rewritten in place on a terminal, throttled otherwise."""
+
+    def __init__(self, stream=None, interval: float = 0.0) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.interval = interval or (0.2 if self.tty else 5.0)
+        self._last = 0.0
+        self._open = False
+
+    def update(self, text: str, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last < self.interval:
+            return
+        self._last = now
+        if self.tty:
+            self.stream.write("\r\033[K" + text)
+            self._open = True
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def message(self, text: str) -> None:
+        self.done()
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self._open:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._open = False

@@ -1,0 +1,172 @@
+"""The ``p2p`` command: run, analyse, predict, render, clean, compare."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from generator.errors import P2PError
+from generator.predict import PredictionTooLarge, predict, quick_deliveries
+from generator.spec import PROTOCOLS, PeerOptions, RunSpec
+from generator.topologies import FAMILIES
+from testbed.base import Progress, prepare_run
+
+DEFAULT_LIMIT = 2_000_000
+EXIT_MISMATCH = 1
+EXIT_ERROR = 2
+
+
+def _add_spec_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--topology", "-t", default="mesh",
+        help=f"family, optionally with size: {', '.join(sorted(FAMILIES))} (e.g. mesh or mesh,7; default mesh)",
+    )
+    p.add_argument("-n", type=int, default=None, help="number of peers (default 5)")
+    p.add_argument("--protocol", default="v1", choices=PROTOCOLS, help="gossip protocol (default v1)")
+    p.add_argument("--seed", type=int, default=None, help="seed for randomised topologies/protocols")
+
+
+def _spec_from(args: argparse.Namespace) -> RunSpec:
+    opts = PeerOptions(
+        **{k: v for k, v in (("idle", args.idle), ("link_deadline", args.link_deadline)) if v is not None}
+    ) if hasattr(args, "idle") else PeerOptions()
+    return RunSpec.parse(args.topology, args.n, protocol=args.protocol, seed=args.seed, options=opts)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="p2p", description="P2P topology testbed: run gossip floods, analyse them.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run one network to completion and analyse it",
+                         description="Create runs/<run-id>/, start one peer per node, wait, collect, analyse.")
+    _add_spec_args(run)
+    run.add_argument("--backend", choices=("auto", "local", "compose"), default="auto",
+                     help="where peers run: local processes or Docker Compose containers (auto: compose when "
+                          "a Docker engine answers, else local)")
+    run.add_argument("--out", type=Path, default=Path("runs"), help="runs directory (default ./runs)")
+    run.add_argument("--force", action="store_true", help="run even when the prediction is above --limit")
+    run.add_argument("--limit", type=int, default=DEFAULT_LIMIT,
+                     help=f"refuse runs predicted above this many deliveries (default {DEFAULT_LIMIT:,})")
+    run.add_argument("--idle", type=float, default=None, help="peer idle timeout in seconds")
+    run.add_argument("--link-deadline", type=float, default=None, help="seconds a peer waits for its links")
+    run.add_argument("--no-expect", action="store_true",
+                     help="do not tell peers their predicted deliveries (they exit on idle instead)")
+    run.add_argument("--no-plots", action="store_true", help="statistics only, no pictures")
+    run.set_defaults(func=cmd_run)
+
+    ana = sub.add_parser("analyse", aliases=["analyze"], help="statistics and plots of a run directory",
+                         description="Write summary.json, stats.txt, plots and report.html into RUN_DIR.")
+    ana.add_argument("run_dir", nargs="?", type=Path, default=Path("runs/latest"),
+                     help="run directory or a directory of logs in the original format (default runs/latest)")
+    ana.add_argument("--no-plots", action="store_true", help="statistics only, no pictures")
+    ana.set_defaults(func=cmd_analyse)
+
+    pred = sub.add_parser("predict", help="predicted deliveries and bytes of a run, without running it")
+    _add_spec_args(pred)
+    pred.set_defaults(func=cmd_predict)
+    return parser
+
+
+def predict_for(spec: RunSpec, limit: int, force: bool, progress: Progress):
+    """Exact prediction, or None when the run is allowed without one; refuses runaways."""
+    graph = spec.graph()
+    try:
+        total = quick_deliveries(graph, spec.topology, cap=limit)
+    except PredictionTooLarge as e:
+        if not force:
+            raise P2PError(f"{spec.name}: {e}; refusing to run (use --force to run anyway, without a prediction)") from e
+        progress.message(f"{spec.name}: {e}; running without a prediction (--force)")
+        return None
+    if total > limit and not force:
+        raise P2PError(
+            f"{spec.name} would make {total:,} deliveries (limit {limit:,}); refusing to run. "
+            "Use --force to run anyway, or pick a smaller size."
+        )
+    try:
+        return predict(graph, spec.topology, cap=max(limit, total))
+    except PredictionTooLarge as e:
+        progress.message(f"{spec.name}: {e}; running without a prediction")
+        return None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    progress = Progress()
+    spec = _spec_from(args)
+    prediction = predict_for(spec, args.limit, args.force, progress)
+    if prediction is not None:
+        progress.message(f"{spec.name} ({spec.protocol}): predicted {prediction.deliveries:,} deliveries, "
+                         f"{prediction.bytes:,} bytes")
+    runner = choose_runner(args.backend, progress)
+    plan = prepare_run(spec, args.out, None if args.no_expect else prediction)
+    progress.message(f"run {plan.run_id} -> {plan.run_dir}  (backend: {runner.name})")
+    result = runner.run(plan, progress)
+    progress.message(f"peers finished in {result.duration:.2f} s")
+    if result.failed_peers:
+        progress.message(f"peers with a non-zero exit code: {result.failed_peers}")
+    ok = _analyse(plan.run_dir, plots=not args.no_plots)
+    return 0 if ok and not result.failed_peers else EXIT_MISMATCH
+
+
+def choose_runner(backend: str, progress: Progress):
+    from testbed.local import LocalRunner
+
+    if backend == "local":
+        return LocalRunner()
+    from testbed import compose
+
+    if backend == "compose":
+        return compose.ComposeRunner.connect()
+    runner = compose.ComposeRunner.try_connect()
+    if runner is None:
+        progress.message("no Docker engine answers: using the local backend (processes on 127.0.0.1)")
+        return LocalRunner()
+    return runner
+
+
+def _analyse(run_dir: Path, plots: bool) -> bool:
+    from analysis import run_analysis
+    from analysis.stats import format_summary
+
+    result = run_analysis(run_dir, plots=plots, progress=lambda text: print(text, file=sys.stderr))
+    print(format_summary(result))
+    return bool(result.ok)
+
+
+def cmd_analyse(args: argparse.Namespace) -> int:
+    if not args.run_dir.exists():
+        raise P2PError(f"no run directory at {args.run_dir} (run `p2p run` first or name a directory)")
+    return 0 if _analyse(args.run_dir.resolve(), plots=not args.no_plots) else EXIT_MISMATCH
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    spec = _spec_from(args)
+    graph = spec.graph()
+    total = quick_deliveries(graph, spec.topology)
+    print(f"{spec.name} ({spec.protocol}): {graph.number_of_nodes()} peers, {graph.number_of_edges()} links")
+    print(f"deliveries: {total:,}")
+    try:
+        p = predict(graph, spec.topology)
+    except PredictionTooLarge as e:
+        print(f"bytes: not computed ({e})")
+        return 0
+    print(f"bytes:      {p.bytes:,}")
+    for peer, flow in sorted(p.per_peer_received().items()):
+        print(f"  peer {peer}: receives {flow.frames:,} frames, {flow.bytes:,} bytes")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except P2PError as e:
+        print(f"p2p: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("p2p: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
