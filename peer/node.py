@@ -138,6 +138,7 @@ class Peer:
 
     def _author(self) -> None:
         self.authored = True
+        self._last_activity = time.monotonic()
         payload, targets = self.proto.author()
         frame = HEADER.pack(len(payload)) + payload
         for nb in targets:

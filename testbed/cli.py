@@ -65,6 +65,26 @@ def build_parser() -> argparse.ArgumentParser:
     pred = sub.add_parser("predict", help="predicted deliveries and bytes of a run, without running it")
     _add_spec_args(pred)
     pred.set_defaults(func=cmd_predict)
+    ren = sub.add_parser("render", help="write compose/<topology>-<n>.yml for plain `docker compose up`",
+                         description="Create runs/<run-id>/ (and runs/latest), render compose/<topology>-<n>.yml "
+                                     "with one container per peer, and point ./.env at it so that a plain "
+                                     "`docker compose up` runs it; then `p2p analyse`.")
+    _add_spec_args(ren)
+    ren.add_argument("--out", type=Path, default=Path("runs"), help="runs directory (default ./runs)")
+    ren.add_argument("--force", action="store_true", help="render even when the prediction is above --limit")
+    ren.add_argument("--limit", type=int, default=DEFAULT_LIMIT,
+                     help=f"refuse runs predicted above this many deliveries (default {DEFAULT_LIMIT:,})")
+    ren.add_argument("--idle", type=float, default=None, help="peer idle timeout in seconds")
+    ren.add_argument("--link-deadline", type=float, default=None, help="seconds a peer waits for its links")
+    ren.add_argument("--no-expect", action="store_true",
+                     help="do not tell peers their predicted deliveries (they exit on idle instead)")
+    ren.set_defaults(func=cmd_render)
+
+    cln = sub.add_parser("clean", help="remove every container, network and volume labelled p2p.run",
+                         description="Remove Docker containers, networks and volumes carrying the label p2p.run "
+                                     "(only those of one run with --run). Nothing without that label is touched.")
+    cln.add_argument("--run", metavar="RUN_ID", default=None, help="only this run's objects")
+    cln.set_defaults(func=cmd_clean)
     return parser
 
 
@@ -153,6 +173,33 @@ def cmd_predict(args: argparse.Namespace) -> int:
     print(f"bytes:      {p.bytes:,}")
     for peer, flow in sorted(p.per_peer_received().items()):
         print(f"  peer {peer}: receives {flow.frames:,} frames, {flow.bytes:,} bytes")
+    return 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from testbed.compose import render_run
+
+    progress = Progress()
+    spec = _spec_from(args)
+    prediction = predict_for(spec, args.limit, args.force, progress)
+    r = render_run(spec, None if args.no_expect else prediction, runs_root=args.out)
+    if prediction is not None:
+        progress.message(f"{spec.name} ({spec.protocol}): predicted {prediction.deliveries:,} deliveries, "
+                         f"{prediction.bytes:,} bytes")
+    progress.message(f"run {r.plan.run_id} -> {r.plan.run_dir}  (compose project {r.project}, .env updated)")
+    print(r.compose_file)
+    print("next: docker compose up    (needs image p2p-peer:latest: docker/build-image.sh; "
+          "afterwards: p2p analyse, docker compose down)")
+    return 0
+
+
+def cmd_clean(args: argparse.Namespace) -> int:
+    from testbed.compose import clean_by_label, docker_client
+
+    removed = clean_by_label(docker_client(), args.run)
+    what = f"run {args.run}" if args.run else "label p2p.run"
+    print(f"removed {removed['containers']} containers, {removed['networks']} networks, "
+          f"{removed['volumes']} volumes ({what})")
     return 0
 
 

@@ -8,6 +8,7 @@ listening, and every neighbour address is known before any peer starts.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -28,19 +29,34 @@ class LocalRunner(Runner):
 
     name = "local"
 
-    def __init__(self, python: str = sys.executable, poll: float = 0.05) -> None:
+    def __init__(
+        self, python: str = sys.executable, poll: float = 0.05, stagger: float = 0.0, order_seed: int | None = None
+    ) -> None:
+        """``stagger`` seconds between peer starts, in an order shuffled by ``order_seed``
+        (None: id order); used to show that late starters lose nothing."""
         self.python = python
         self.poll = poll
+        self.stagger = stagger
+        self.order_seed = order_seed
 
     def run(self, plan: RunPlan, progress: Progress) -> RunResult:
         n = plan.spec.n
         sockets = [_listening_socket() for _ in range(n)]
         ports = {p: s.getsockname()[1] for p, s in enumerate(sockets)}
+        planned = {peer.id for peer in plan.peers}
+        for p, s in enumerate(sockets):
+            if p not in planned:
+                s.close()  # a peer left out of the plan refuses connections, like one that never started
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [PEER_ROOT, os.environ.get("PYTHONPATH")]))}
         procs: dict[int, subprocess.Popen] = {}
         started = time.monotonic()
         try:
-            for peer in plan.peers:
+            order = list(plan.peers)
+            if self.order_seed is not None:
+                random.Random(self.order_seed).shuffle(order)
+            for i, peer in enumerate(order):
+                if i and self.stagger:
+                    time.sleep(self.stagger)
                 sock = sockets[peer.id]
                 args = plan.peer_args(peer, lambda nb: f"127.0.0.1:{ports[nb]}", str(plan.log_dir))
                 cmd = [self.python, "-m", "peer", "--listen-fd", str(sock.fileno()), *args]

@@ -1,0 +1,69 @@
+# p2p topology testbed. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+N ?= 5
+BACKEND ?= auto
+P2P := $(VENV)/bin/p2p
+PY := $(VENV)/bin/python
+# Set-up is skipped when nothing it depends on changed.
+STAMP := $(VENV)/.installed
+
+.PHONY: help setup image compose-plugin run-cycle run-mesh run-starfish run_circle run_mesh run_starfish \
+        compose-cycle compose-mesh compose-starfish analyse analyze test test-unit bench clean
+
+help:
+	@echo "make run-mesh [N=5] [BACKEND=auto|local|compose]   set up, build the image, run, analyse"
+	@echo "make run-cycle | run-starfish                       same for the other families"
+	@echo "make compose-mesh [N=5] && docker compose up        render compose/mesh-N.yml, run it with plain Compose"
+	@echo "make analyse                                        stats + plots for runs/latest"
+	@echo "make test                                           all tests (containers too when Docker answers)"
+	@echo "make test-unit                                      tests that need no Docker"
+	@echo "make bench                                          benchmarks (prints figures)"
+	@echo "make clean                                          remove every container/network/volume labelled p2p.run"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+setup: $(STAMP) compose-plugin
+
+# The Docker targets are no-ops (with a notice) on a machine without a Docker engine.
+compose-plugin: $(STAMP)
+	@if docker info >/dev/null 2>&1; then docker/ensure-compose.sh $(PY); \
+	 else echo "no Docker engine answers: skipping the compose plugin"; fi
+
+image: setup
+	@if docker info >/dev/null 2>&1; then docker/build-image.sh; \
+	 else echo "no Docker engine answers: skipping the peer image (runs use the local backend)"; fi
+
+run-cycle run-mesh run-starfish: run-%: image
+	$(P2P) run --backend $(BACKEND) --topology $* -n $(N)
+
+# The original tool's spellings.
+run_circle: run-cycle
+run_mesh: run-mesh
+run_starfish: run-starfish
+
+compose-cycle compose-mesh compose-starfish: compose-%: image
+	$(P2P) render --topology $* -n $(N)
+
+analyse analyze: $(STAMP)
+	$(P2P) analyse runs/latest
+
+# pytest exits 5 when it collected no test: that must not pass as green.
+test: setup
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	 if [ $$rc -eq 5 ]; then echo "make test: pytest ran no tests" >&2; exit 1; fi; exit $$rc
+
+test-unit: $(STAMP)
+	@$(PY) -m pytest -m "not docker" $(PYTEST_ARGS); rc=$$?; \
+	 if [ $$rc -eq 5 ]; then echo "make test-unit: pytest ran no tests" >&2; exit 1; fi; exit $$rc
+
+bench: image
+	$(PY) bench/run.py
+
+clean: $(STAMP)
+	$(P2P) clean

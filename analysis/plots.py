@@ -1,0 +1,720 @@
+"""Pictures of a run: traffic, world views, timeline (PNG) and per-peer interactive HTML.
+
+Matplotlib is used through ``Figure`` + the Agg canvas only (no pyplot, no global
+backend state, no display). The interactive pages use vis-network, whose script is
+read from the installed ``pyvis`` package and inlined, so they work offline.
+
+Outputs (in the run directory):
+  traffic_<topology>.png             bytes (in + out) per connected pair, as the original tool drew it
+  traffic.png                        the topology with bytes per link
+  timeline.png                       cumulative deliveries per peer over time
+  worldview/peer-<id>.png            each peer's world view against the topology
+  p2p_graph_<id>_<topology>.html     each peer's world view, draggable, in/out bytes on hover
+"""
+
+from __future__ import annotations
+
+import html
+import importlib.util
+import io
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from analysis._util import atomic_write, fmt_bytes, fmt_int
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from analysis.stats import Analysis
+
+Edge = tuple[int, int]
+
+LABEL_LIMIT = 60  # above this many peers: no per-edge labels
+EDGE_LABEL_LIMIT = 120  # above this many links: no per-edge labels
+PER_PEER_LIMIT = 60  # above this many peers: no per-peer PNG/HTML
+BAR_LABEL_LIMIT = 150  # above this many pairs: no tick labels on the bar chart
+DPI = 150
+
+SEEN = "#2b4c7e"
+MISSING = "#b8b8b8"
+EXTRA = "#d62728"
+NODE_FACE = "#f2f2f2"
+NODE_EDGE = "#333333"
+HIGHLIGHT = "#f28e2b"
+
+
+# ---- entry point ---------------------------------------------------------------
+
+
+def make_plots(analysis: Analysis, progress: Callable[[str], Any] | None = None) -> list[Path]:
+    """Draw every picture; return the files written. Skips are reported via ``progress``."""
+    say = progress or (lambda _m: None)
+    t0 = time.perf_counter()
+    run_dir = analysis.run_dir
+    written: list[Path] = []
+    n = analysis.n
+    topo = _safe(analysis.topology)
+
+    written.append(_save(draw_pair_bars(analysis), run_dir / f"traffic_{topo}.png"))
+    written.append(_save(draw_traffic(analysis), run_dir / "traffic.png"))
+    if not _labels_fit(analysis):
+        _note(
+            analysis,
+            say,
+            f"traffic.png: no per-edge labels (more than {LABEL_LIMIT} peers or {EDGE_LABEL_LIMIT} links); "
+            "colour and width show bytes, stats.txt lists every edge",
+        )
+    fig = draw_timeline(analysis)
+    if fig is not None:
+        written.append(_save(fig, run_dir / "timeline.png"))
+    else:
+        _note(analysis, say, "timeline.png skipped: no progress events (original format)")
+    if n <= PER_PEER_LIMIT:
+        pos = layout(analysis)
+        for p in range(n):
+            written.append(_save(draw_worldview(analysis, p, pos), run_dir / "worldview" / f"peer-{p}.png"))
+        js = _vis_js()
+        if js is None:
+            _note(analysis, say, "per-peer HTML skipped: the pyvis package (source of vis-network) is not installed")
+        else:
+            for p in range(n):
+                page = worldview_html(analysis, p, pos, js)
+                written.append(atomic_write(run_dir / f"p2p_graph_{p}_{topo}.html", page))
+    else:
+        _note(
+            analysis,
+            say,
+            f"per-peer pictures and HTML skipped: {n} peers > {PER_PEER_LIMIT} "
+            "(worldview.json and worldview/peer-<id>.graphml still have every view)",
+        )
+    say(f"plots: {len(written)} files in {time.perf_counter() - t0:.2f} s")
+    return written
+
+
+def _note(analysis: Analysis, say: Callable[[str], Any], msg: str) -> None:
+    analysis.notes.append(msg)
+    say(msg)
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
+
+def _figure(w: float, h: float) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(w, h), dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def png_bytes(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, facecolor="white")
+    return buf.getvalue()
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    return atomic_write(path, png_bytes(fig))
+
+
+# ---- layout and drawing primitives ---------------------------------------------
+
+
+def layout(analysis: Analysis) -> dict[int, tuple[float, float]]:
+    """Fixed, readable positions: a circle (peer 0 on top, clockwise) for the
+    circulant families and for small unknown graphs, else a seeded spring layout."""
+    n = analysis.n
+    if _circular(analysis):
+        return {
+            i: (math.cos(math.pi / 2 - 2 * math.pi * i / n), math.sin(math.pi / 2 - 2 * math.pi * i / n))
+            for i in range(n)
+        }
+    import networkx as nx
+
+    raw = nx.spring_layout(analysis.graph, seed=7)
+    xs = [p[0] for p in raw.values()]
+    ys = [p[1] for p in raw.values()]
+    span = max(max(xs) - min(xs), max(ys) - min(ys)) or 1.0
+    cx, cy = (max(xs) + min(xs)) / 2, (max(ys) + min(ys)) / 2
+    return {int(k): (2 * (v[0] - cx) / span, 2 * (v[1] - cy) / span) for k, v in raw.items()}
+
+
+def _circular(analysis: Analysis) -> bool:
+    return analysis.topology in ("cycle", "mesh", "starfish") or analysis.n <= 12
+
+
+def _text_w(text: str, font: float) -> float:
+    """Approximate width in points of a (multi-line) label."""
+    return max(len(s) for s in text.split("\n")) * 0.56 * font + 5
+
+
+def _labels_fit(analysis: Analysis) -> bool:
+    return analysis.n <= LABEL_LIMIT and analysis.graph.number_of_edges() <= EDGE_LABEL_LIMIT
+
+
+def _graph_size(n: int) -> float:
+    """Figure side in inches for a graph picture."""
+    return min(14.0, max(6.5, 6.5 + (n - 10) * 0.25))
+
+
+def _node_style(n: int, side: float) -> tuple[float, float]:
+    """(marker diameter in points, font size) for n nodes on a circle in a side-inch figure."""
+    circumference_pt = math.pi * side * 72 * 0.72
+    diam = max(9.0, min(28.0, 0.4 * circumference_pt / max(n, 1)))
+    return diam, max(6.0, min(11.0, diam * 0.42))
+
+
+def _setup_graph_axes(ax, pos: dict[int, tuple[float, float]], pad: float) -> None:
+    xs = [p[0] for p in pos.values()]
+    ys = [p[1] for p in pos.values()]
+    ax.set_xlim(min(xs) - pad, max(xs) + pad)
+    ax.set_ylim(min(ys) - pad, max(ys) + pad)
+    ax.set_aspect("equal")
+    ax.axis("off")
+
+
+def _draw_nodes(ax, pos, nodes, diam: float, font: float, highlight: int | None = None) -> None:
+    nodes = list(nodes)
+    faces = [HIGHLIGHT if v == highlight else NODE_FACE for v in nodes]
+    ax.scatter(
+        [pos[v][0] for v in nodes],
+        [pos[v][1] for v in nodes],
+        s=diam**2,
+        c=faces,
+        edgecolors=NODE_EDGE,
+        linewidths=1.2,
+        zorder=3,
+    )
+    for v in nodes:
+        ax.text(pos[v][0], pos[v][1], str(v), ha="center", va="center", fontsize=font, zorder=4,
+                fontweight="bold" if v == highlight else "normal")
+
+
+def _segments(pos, edges) -> list[list[tuple[float, float]]]:
+    return [[pos[a], pos[b]] for a, b in edges]
+
+
+class _LabelPlacer:
+    """Greedy placement of edge labels along (or beside) their edges, avoiding
+    other labels and nodes. Labels are rotated along their edge; overlap tests
+    use the labels' rotated rectangles (separating axes)."""
+
+    FRACTIONS = (0.5, 0.38, 0.62, 0.28, 0.72, 0.2, 0.8)
+
+    def __init__(self, pos, unit_pt: float, node_r: float) -> None:
+        self.pos = pos
+        self.unit_pt = unit_pt  # points per data unit
+        self.node_r = node_r  # node radius in data units
+        # placed labels: centre x, y, unit axis (ux, uy), half width, half height
+        self.boxes: list[tuple[float, float, float, float, float, float]] = []
+        xs = [p[0] for p in pos.values()]
+        ys = [p[1] for p in pos.values()]
+        self.centre = (sum(xs) / len(xs), sum(ys) / len(ys))
+
+    @staticmethod
+    def _overlap(a, b) -> bool:
+        ax_, ay_, aux, auy, aw, ah = a
+        bx_, by_, bux, buy, bw, bh = b
+        dx, dy = bx_ - ax_, by_ - ay_
+        for ux, uy in ((aux, auy), (-auy, aux), (bux, buy), (-buy, bux)):
+            ra = aw * abs(aux * ux + auy * uy) + ah * abs(-auy * ux + aux * uy)
+            rb = bw * abs(bux * ux + buy * uy) + bh * abs(-buy * ux + bux * uy)
+            if abs(dx * ux + dy * uy) >= ra + rb:
+                return False
+        return True
+
+    def place(self, a: int, b: int, text: str, font: float) -> tuple[float, float, float]:
+        (x1, y1), (x2, y2) = self.pos[a], self.pos[b]
+        ang = math.degrees(math.atan2(y2 - y1, x2 - x1))
+        if ang > 90:
+            ang -= 180
+        elif ang < -90:
+            ang += 180
+        lines = text.split("\n")
+        hw = (max(len(s) for s in lines) * 0.56 * font + 5) / self.unit_pt / 2
+        hh = (len(lines) * 1.2 * font + 3) / self.unit_pt / 2
+        ux, uy = math.cos(math.radians(ang)), math.sin(math.radians(ang))
+        # Unit normal pointing away from the layout's centre ("outside").
+        nx_, ny_ = -uy, ux
+        mx, my = (x1 + x2) / 2 - self.centre[0], (y1 + y2) / 2 - self.centre[1]
+        if nx_ * mx + ny_ * my < 0:
+            nx_, ny_ = -nx_, -ny_
+        r = self.node_r
+        off = hh + r * 0.8 + 1.5 / self.unit_pt
+        best = None
+        for k in (0.0, 1.0, -1.0):
+            for t in self.FRACTIONS:
+                x = x1 + t * (x2 - x1) + k * off * nx_
+                y = y1 + t * (y2 - y1) + k * off * ny_
+                box = (x, y, ux, uy, hw, hh)
+                cost = 0.0
+                for other in self.boxes:
+                    if self._overlap(box, other):
+                        cost += 1
+                for px, py in self.pos.values():
+                    du, dv = (px - x) * ux + (py - y) * uy, -(px - x) * uy + (py - y) * ux
+                    if abs(du) < hw + r and abs(dv) < hh + r:
+                        cost += 1.5
+                cost += 0.05 * abs(k) + 0.02 * abs(t - 0.5)  # prefer centred, on the edge
+                if best is None or cost < best[0]:
+                    best = (cost, box)
+                if cost < 0.5:
+                    break
+            if best is not None and best[0] < 0.5:
+                break
+        assert best is not None
+        box = best[1]
+        self.boxes.append(box)
+        return box[0], box[1], ang
+
+
+# ---- traffic.png -----------------------------------------------------------------
+
+
+def _undirected_traffic(analysis: Analysis) -> dict[Edge, tuple[int, int]]:
+    """(a, b) with a < b -> (bytes a→b, bytes b→a), over topology edges and observed ones."""
+    out: dict[Edge, tuple[int, int]] = {}
+    keys = {(min(a, b), max(a, b)) for a, b in analysis.graph.edges}
+    keys |= {(min(u, v), max(u, v)) for (u, v), f in analysis.observed.items() if f.frames}
+    for a, b in sorted(keys):
+        ab = analysis.observed.get((a, b))
+        ba = analysis.observed.get((b, a))
+        out[(a, b)] = (ab.bytes if ab else 0, ba.bytes if ba else 0)
+    return out
+
+
+def _totals_line(s: dict[str, Any]) -> str:
+    def vs(obs: int, exp: int | None, f: Callable[[Any], str]) -> str:
+        if exp is None:
+            return f"{f(obs)} (no prediction)"
+        return f"{f(obs)} (predicted {f(exp)})" if obs != exp else f"{f(obs)} (as predicted)"
+
+    return (
+        f"{vs(s['deliveries'], s['expected_deliveries'], lambda x: fmt_int(x) + ' deliveries')}  ·  "
+        f"{vs(s['bytes'], s['expected_bytes'], fmt_bytes)}"
+    )
+
+
+def draw_traffic(analysis: Analysis) -> Figure:
+    from matplotlib import cm, colors
+    from matplotlib.collections import LineCollection
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import EngFormatter
+
+    s = analysis.summary
+    n = analysis.n
+    pos = layout(analysis)
+    side = _graph_size(n)
+    true = {(min(a, b), max(a, b)) for a, b in analysis.graph.edges}
+    traffic = _undirected_traffic(analysis)
+    totals = {e: ab + ba for e, (ab, ba) in traffic.items()}
+    carried = [t for e, t in totals.items() if t > 0]
+    vmax = max(carried, default=1)
+    vmin = min(carried, default=0)
+    # A colour bar only says something when the links differ noticeably.
+    show_bar = bool(carried) and vmax - vmin >= 0.1 * vmax
+    fig_w, fig_h = (side + 1.3, side + 0.5) if show_bar else (side + 0.2, side + 0.5)
+    ax_w, ax_h = (0.80 if show_bar else 0.96), 0.86
+    fig = _figure(fig_w, fig_h)
+    ax = fig.add_axes((0.02, 0.02, ax_w, ax_h))
+    diam, font = _node_style(n, side)
+    label_font = 8.0 if n <= 10 else 7.0 if n <= 30 else 6.0
+    texts: dict[Edge, str] = {}
+    if _labels_fit(analysis):
+        for (a, b), (ab, ba) in traffic.items():
+            if ab == ba:
+                texts[(a, b)] = fmt_bytes(ab) if ab else "no traffic"
+            else:
+                texts[(a, b)] = f"{a}→{b} {fmt_bytes(ab)}\n{b}→{a} {fmt_bytes(ba)}"
+    axes_pt = min(ax_w * fig_w, ax_h * fig_h) * 72
+    # Labels of links between circle neighbours go radially outside the circle
+    # when they do not fit along the link; the axes are padded to hold them.
+    radial: set[Edge] = set()
+    pad = 0.22
+    if texts and _circular(analysis):
+        for _ in range(2):
+            unit_pt = axes_pt / (2 + 2 * pad)
+            r = diam / 2 / unit_pt
+            radial = {
+                e for e, text in texts.items()
+                if (e[1] - e[0]) % n in (1, n - 1)
+                and _text_w(text, label_font) / unit_pt > 0.8 * (math.dist(pos[e[0]], pos[e[1]]) - 2 * r)
+            }
+            widest = max((_text_w(texts[e], label_font) for e in radial), default=0.0)
+            pad = max(0.22, 0.3 * r + (widest + 6) / unit_pt)
+    _setup_graph_axes(ax, pos, pad)
+    cmap = colors.LinearSegmentedColormap.from_list("traffic", ["#9ecae1", "#3182bd", "#08306b"])
+    norm = colors.Normalize(vmin=0, vmax=vmax)
+    max_w = max(1.5, min(5.0, 16.0 / max(len(traffic), 1) ** 0.5))
+
+    live = [e for e in traffic if totals[e] > 0]
+    dead = [e for e in traffic if totals[e] == 0]
+    if dead:
+        ax.add_collection(LineCollection(_segments(pos, dead), colors=MISSING, linewidths=1.0, linestyles="--", zorder=1))
+    if live:
+        ax.add_collection(
+            LineCollection(
+                _segments(pos, live),
+                colors=[EXTRA if e not in true else cmap(norm(totals[e])) for e in live],
+                linewidths=[0.8 + (max_w - 0.8) * totals[e] / vmax for e in live],
+                zorder=2,
+                capstyle="round",
+            )
+        )
+    _draw_nodes(ax, pos, range(n), diam, font)
+
+    if texts:
+        unit_pt = axes_pt / (2 + 2 * pad)
+        r = diam / 2 / unit_pt
+        placer = _LabelPlacer(pos, unit_pt, r)
+        box = {"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.92}
+        # Longer edges first: they have more room to move along.
+        order = sorted(texts, key=lambda e: -math.dist(pos[e[0]], pos[e[1]]))
+        for a, b in order:
+            text = texts[(a, b)]
+            color = EXTRA if (a, b) not in true else "#111111"
+            if (a, b) in radial:
+                mx, my = (pos[a][0] + pos[b][0]) / 2, (pos[a][1] + pos[b][1]) / 2
+                th = math.atan2(my, mx)
+                rr = 1 + 0.3 * r
+                right = math.cos(th) >= -1e-9
+                ax.text(
+                    rr * math.cos(th), rr * math.sin(th), text, fontsize=label_font,
+                    ha="left" if right else "right", va="center",
+                    rotation=math.degrees(th) + (0 if right else 180), rotation_mode="anchor",
+                    zorder=5, linespacing=1.1, color=color, bbox=box,
+                )
+                continue
+            x, y, ang = placer.place(a, b, text, label_font)
+            ax.text(
+                x, y, text, fontsize=label_font, ha="center", va="center", rotation=ang,
+                rotation_mode="anchor", zorder=5, linespacing=1.1, color=color, bbox=box,
+            )
+    if show_bar:
+        cax = fig.add_axes((0.85, 0.2, 0.022, 0.55))
+        cb = fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), cax=cax)
+        cb.set_label("bytes over the link (both directions)", fontsize=9)
+        cb.ax.yaxis.set_major_formatter(EngFormatter(unit="B"))
+        cb.ax.tick_params(labelsize=8)
+    handles = []
+    if carried and not show_bar:
+        each = {x for ab_ba in traffic.values() for x in ab_ba if x}
+        if len(each) == 1:
+            what = f"every link carries {fmt_bytes(vmax // 2)} each way"
+        elif vmin == vmax:
+            what = f"every link carries {fmt_bytes(vmax)} (both ways)"
+        else:
+            what = f"links carry {fmt_bytes(vmin)} to {fmt_bytes(vmax)} (both ways)"
+        handles.append(Line2D([], [], color=cmap(1.0), lw=max_w, label=what))
+    if dead:
+        handles.append(Line2D([], [], color=MISSING, lw=1.2, ls="--", label="link without traffic"))
+    if any(e not in true for e in live):
+        handles.append(Line2D([], [], color=EXTRA, lw=2, label="traffic outside the topology"))
+    if handles:
+        ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, -0.02), fontsize=9, frameon=False)
+    fig.suptitle(f"{analysis.name}: bytes per link ({s['protocol']})", fontsize=14, y=0.975)
+    fig.text(0.5, 0.925, _totals_line(s), ha="center", fontsize=10, color="#444444")
+    if _labels_fit(analysis):
+        fig.text(0.5, 0.9, "labels: bytes sent each way over the link; 'a→b' where the two directions differ",
+                 ha="center", fontsize=8, color="#666666")
+    return fig
+
+
+# ---- traffic_<topology>.png -------------------------------------------------------
+
+
+def draw_pair_bars(analysis: Analysis) -> Figure:
+    """The original tool's view: total bytes (in + out) per connected pair."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import EngFormatter
+
+    traffic = _undirected_traffic(analysis)
+    pairs = list(traffic)
+    values = [sum(traffic[e]) for e in pairs]
+    pred = analysis.prediction
+    expected = None
+    if pred is not None:
+        expected = []
+        for a, b in pairs:
+            fa, fb = pred.per_edge.get((a, b)), pred.per_edge.get((b, a))
+            expected.append((fa.bytes if fa else 0) + (fb.bytes if fb else 0))
+    k = len(pairs)
+    width = min(30.0, max(6.5, 1.2 + 0.28 * k))
+    fig = _figure(width, 4.8)
+    left = 0.95 / width
+    ax = fig.add_axes((left, 0.22, 1 - left - 0.25 / width, 0.66))
+    true = {(min(a, b), max(a, b)) for a, b in analysis.graph.edges}
+    ax.bar(range(k), values, width=0.75, color=["#4c78a8" if e in true else EXTRA for e in pairs], zorder=2)
+    handles = [Patch(color="#4c78a8", label="observed")]
+    if expected is not None:
+        ax.scatter(range(k), expected, marker="_", s=(120 if k <= 60 else 40), color="black", zorder=3, linewidths=1.5)
+        handles.append(Line2D([], [], color="black", marker="_", ls="", markersize=10, mew=1.5, label="predicted"))
+    if any(e not in true for e in pairs):
+        handles.append(Patch(color=EXTRA, label="pair outside the topology"))
+    ax.yaxis.set_major_formatter(EngFormatter(unit="B"))
+    ax.set_ylabel("bytes (in + out)")
+    ax.set_xlim(-0.7, k - 0.3)
+    ax.grid(axis="y", color="#dddddd", zorder=0)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    if k <= BAR_LABEL_LIMIT:
+        ax.set_xticks(range(k))
+        ax.set_xticklabels([f"{a} <-> {b}" for a, b in pairs], rotation=90, fontsize=8 if k <= 60 else 6)
+    else:
+        ax.set_xticks([])
+        ax.set_xlabel(f"{k} peer pairs (labels omitted), ordered by peer ids")
+    ax.legend(handles=handles, fontsize=8, loc="upper right", frameon=False, bbox_to_anchor=(1.0, 1.12), ncol=3)
+    ax.set_title(f"{analysis.name}: traffic per connected peer pair", fontsize=12, loc="left", pad=12)
+    return fig
+
+
+# ---- timeline.png ------------------------------------------------------------------
+
+
+def draw_timeline(analysis: Analysis) -> Figure | None:
+    from matplotlib import cm, colors
+    from matplotlib.ticker import EngFormatter
+
+    series = {p: pts for p, pts in analysis.timeline.items() if pts}
+    if not series:
+        return None
+    n = analysis.n
+    fig = _figure(8.5, 4.8)
+    ax = fig.add_axes((0.1, 0.12, 0.72 if n > 10 else 0.74, 0.72))
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"] if n <= 10 else colormaps["viridis"]
+    norm = colors.Normalize(vmin=0, vmax=max(n - 1, 1))
+    for p, pts in sorted(series.items()):
+        xs = [t for t, _ in pts]
+        ys = [r for _, r in pts]
+        color = cmap(p % 10) if n <= 10 else cmap(norm(p))
+        ax.plot(xs, ys, color=color, lw=1.4 if n <= 10 else 0.9, alpha=0.9, label=f"peer {p}",
+                marker="o" if n <= 10 else None, markersize=2.2)
+    exp = sorted({r["expected_received"] for r in analysis.summary["peers"] if r["expected_received"]})
+    if exp and len(exp) <= 4:
+        for e in exp:
+            ax.axhline(e, color="#666666", ls=":", lw=1)
+        ax.text(0.01, exp[-1], "expected", transform=ax.get_yaxis_transform(), va="bottom", fontsize=8,
+                color="#666666")
+    ax.set_xlabel("seconds since the first peer started")
+    ax.set_ylabel("messages received (cumulative)")
+    ax.yaxis.set_major_formatter(EngFormatter())
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
+    ax.grid(color="#e5e5e5")
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    if n <= 10:
+        ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    else:
+        cax = fig.add_axes((0.86, 0.12, 0.02, 0.72))
+        cb = fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), cax=cax)
+        cb.set_label("peer id", fontsize=9)
+    ttq = analysis.summary["time_to_quiescence"]
+    fig.text(0.1, 0.94, f"{analysis.name}: deliveries over time", fontsize=12, va="bottom")
+    sub = "from the peers' progress events (at most one per 100 ms)"
+    if ttq is not None:
+        sub = f"time to quiescence {ttq:.3f} s · " + sub
+    fig.text(0.1, 0.925, sub, fontsize=8, color="#555555", va="top")
+    return fig
+
+
+# ---- worldview/peer-<id>.png ---------------------------------------------------------
+
+
+def draw_worldview(analysis: Analysis, peer: int, pos: dict[int, tuple[float, float]] | None = None) -> Figure:
+    from matplotlib.collections import LineCollection
+    from matplotlib.lines import Line2D
+
+    n = analysis.n
+    pos = dict(pos or layout(analysis))
+    view = analysis.views[peer]
+    true = {(min(a, b), max(a, b)) for a, b in analysis.graph.edges}
+    seen = sorted(view & true)
+    missing = sorted(true - view)
+    extra = sorted(view - true)
+    # Extra edges may name peers outside 0..n-1: put them on an outer ring.
+    outsiders = sorted({x for e in extra for x in e if x not in pos})
+    for k, x in enumerate(outsiders):
+        ang = 2 * math.pi * (k + 0.5) / len(outsiders)
+        pos[x] = (1.35 * math.cos(ang), 1.35 * math.sin(ang))
+    side = _graph_size(n) * 0.85
+    fig = _figure(side, side + 0.6)
+    ax = fig.add_axes((0.03, 0.08, 0.94, 0.8))
+    _setup_graph_axes(ax, pos, 0.18)
+    diam, font = _node_style(n, side)
+    if missing:
+        ax.add_collection(LineCollection(_segments(pos, missing), colors=MISSING, linewidths=1.1, linestyles=(0, (4, 3)), zorder=1))
+    w = 1.8 if n <= 12 else 1.2 if n <= 30 else 0.8
+    if seen:
+        ax.add_collection(LineCollection(_segments(pos, seen), colors=SEEN, linewidths=w, zorder=2))
+    if extra:
+        ax.add_collection(LineCollection(_segments(pos, extra), colors=EXTRA, linewidths=w + 0.6, zorder=2))
+    _draw_nodes(ax, pos, sorted(pos), diam, font, highlight=peer)
+    handles = [
+        Line2D([], [], color=SEEN, lw=2, label=f"seen ({len(seen)})"),
+        Line2D([], [], color=MISSING, lw=1.5, ls=(0, (4, 3)), label=f"in the topology, not seen ({len(missing)})"),
+        Line2D([], [], color=EXTRA, lw=2.4, label=f"seen, not in the topology ({len(extra)})"),
+        Line2D([], [], color=NODE_EDGE, marker="o", markerfacecolor=HIGHLIGHT, ls="", markersize=9, label=f"peer {peer}"),
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=9, frameon=False, bbox_to_anchor=(0.5, 0.0))
+    status = "complete" if not missing and not extra else f"{len(missing)} missing, {len(extra)} extra"
+    fig.suptitle(f"{analysis.name}: world view of peer {peer}", fontsize=13, y=0.975)
+    fig.text(0.5, 0.925, f"{len(view)} edges from its hop lists, topology has {len(true)}: {status}",
+             ha="center", fontsize=9, color="#444444")
+    return fig
+
+
+# ---- p2p_graph_<id>_<topology>.html --------------------------------------------------
+
+
+def _vis_js() -> str | None:
+    spec = importlib.util.find_spec("pyvis")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for base in spec.submodule_search_locations:
+        for rel in ("templates/lib/vis-9.1.2/vis-network.min.js", "lib/vis-9.1.2/vis-network.min.js"):
+            path = Path(base) / rel
+            if path.is_file():
+                js = path.read_text(encoding="utf-8")
+                # Drop the source-map comment: nothing outside the page is ever referenced.
+                return "\n".join(ln for ln in js.splitlines() if not ln.startswith("//# sourceMappingURL"))
+    return None
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{title}</title>
+<style>
+ body {{ font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 0; color: #222; }}
+ header {{ padding: 10px 16px 4px; }}
+ h1 {{ font-size: 18px; margin: 0 0 4px; }}
+ p {{ margin: 2px 0; font-size: 13px; color: #444; }}
+ .key span {{ display: inline-block; width: 26px; height: 0; vertical-align: middle; margin: 0 4px 0 12px; }}
+ #net {{ width: 100%; height: calc(100vh - 92px); border-top: 1px solid #ddd; }}
+ .vis-tooltip {{ position: absolute; visibility: hidden; padding: 6px 8px; white-space: pre; font-size: 13px;
+   font-family: ui-monospace, Menlo, Consolas, monospace; background: #fffff4; border: 1px solid #999;
+   border-radius: 3px; box-shadow: 2px 2px 6px rgba(0,0,0,.2); pointer-events: none; z-index: 5; }}
+</style>
+</head>
+<body>
+<header>
+<h1>{heading}</h1>
+<p>{sub}</p>
+<p class="key"><span style="border-top:3px solid {seen}"></span>seen in its hop lists
+<span style="border-top:2px dashed {missing}"></span>in the topology, not seen
+<span style="border-top:3px solid {extra}"></span>seen, not in the topology
+&nbsp;&middot;&nbsp; hover a link to a direct neighbour for bytes in/out; drag nodes to rearrange</p>
+</header>
+<div id="net"></div>
+<script>{js}</script>
+<script>
+const data = {data};
+const nodes = new vis.DataSet(data.nodes);
+const edges = new vis.DataSet(data.edges);
+new vis.Network(document.getElementById("net"), {{nodes: nodes, edges: edges}}, {{
+  physics: false,
+  interaction: {{ hover: true, dragNodes: true, dragView: true, zoomView: true, tooltipDelay: 80 }},
+  nodes: {{ shape: "circle", font: {{ size: 16 }}, borderWidth: 1.5 }},
+  edges: {{ smooth: false }}
+}});
+</script>
+</body>
+</html>
+"""
+
+
+def worldview_html(analysis: Analysis, peer: int, pos: dict[int, tuple[float, float]], js: str) -> str:
+    n = analysis.n
+    view = analysis.views[peer]
+    true = {(min(a, b), max(a, b)) for a, b in analysis.graph.edges}
+    obs = analysis.observed
+    scale = 260 if n <= 12 else 22 * n
+    nodes_in = sorted(set(range(n)) | {x for e in view for x in e})
+    extra_pos = {}
+    outsiders = [x for x in nodes_in if x not in pos]
+    for k, x in enumerate(outsiders):
+        ang = 2 * math.pi * (k + 0.5) / len(outsiders)
+        extra_pos[x] = (1.35 * math.cos(ang), 1.35 * math.sin(ang))
+    allpos = {**pos, **extra_pos}
+    nodes = []
+    for x in nodes_in:
+        title = f"peer {x}"
+        if x == peer:
+            title += " (this peer)"
+            color = {"background": HIGHLIGHT, "border": NODE_EDGE}
+        else:
+            fin = obs.get((x, peer))
+            fout = obs.get((peer, x))
+            if fin or fout or (min(x, peer), max(x, peer)) in true:
+                title += (f"\nneighbour of {peer}\nin  ({x}→{peer}): {_flow(fin)}\nout ({peer}→{x}): {_flow(fout)}")
+            color = {"background": NODE_FACE, "border": NODE_EDGE}
+        x0, y0 = allpos[x]
+        nodes.append({"id": x, "label": str(x), "title": title, "x": round(x0 * scale, 1),
+                      "y": round(-y0 * scale, 1), "color": color})
+    edges = []
+    incident = [obs.get((u, v)) for (u, v) in obs if peer in (u, v)]
+    vmax = max((f.bytes for f in incident if f), default=1) or 1
+    for a, b in sorted(true | view):
+        status = "seen" if (a, b) in view and (a, b) in true else "missing" if (a, b) in true else "extra"
+        e: dict[str, Any] = {"from": a, "to": b}
+        if status == "seen":
+            e["color"] = {"color": SEEN, "hover": SEEN}
+            e["width"] = 2
+        elif status == "missing":
+            e["color"] = {"color": MISSING, "hover": "#888888"}
+            e["dashes"] = True
+            e["width"] = 1
+        else:
+            e["color"] = {"color": EXTRA, "hover": EXTRA}
+            e["width"] = 3
+        if peer in (a, b):
+            nb = b if a == peer else a
+            fin, fout = obs.get((nb, peer)), obs.get((peer, nb))
+            e["title"] = (
+                f"link {peer} – {nb} ({status})\n"
+                f"in  ({nb}→{peer}): {_flow(fin)}\n"
+                f"out ({peer}→{nb}): {_flow(fout)}"
+            )
+            total = (fin.bytes if fin else 0) + (fout.bytes if fout else 0)
+            e["width"] = 2 + 6 * total / (2 * vmax)
+        else:
+            e["title"] = {
+                "seen": f"{a} – {b}: seen in peer {peer}'s hop lists",
+                "missing": f"{a} – {b}: in the topology, not in peer {peer}'s hop lists",
+                "extra": f"{a} – {b}: in peer {peer}'s hop lists, not in the topology",
+            }[status]
+        edges.append(e)
+    missing = len(true - view)
+    extra = len(view - true)
+    status = "its view equals the topology" if not missing and not extra else f"{missing} edges missing, {extra} extra"
+    data = json.dumps({"nodes": nodes, "edges": edges}, separators=(",", ":")).replace("</", "<\\/")
+    return _PAGE.format(
+        title=html.escape(f"{analysis.name} as perceived by peer {peer}"),
+        heading=html.escape(f"{analysis.name} — as perceived by peer {peer}"),
+        sub=html.escape(
+            f"run {analysis.run_id} · {len(view)} edges from peer {peer}'s hop lists, "
+            f"topology has {len(true)}: {status} · received {fmt_int(analysis.summary['peers'][peer]['received'])} messages"
+        ),
+        seen=SEEN,
+        missing=MISSING,
+        extra=EXTRA,
+        js=js.replace("</script", "<\\/script"),
+        data=data,
+    )
+
+
+def _flow(f) -> str:
+    if not f:
+        return "0 frames, 0 B"
+    return f"{f.frames:,} frames, {f.bytes:,} B"

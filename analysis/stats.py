@@ -1,0 +1,600 @@
+"""Observed vs predicted: read a run directory, count, compare, write summary.json and stats.txt.
+
+Counting comes from the ``<id>.txt`` lines only: a line in ``p.txt`` whose last hop
+is ``s`` is one frame over the directed edge s→p of ``4 + len(line)`` bytes. The
+bytes a peer sent over an edge are therefore the bytes its neighbour logged. The
+peers' own counters (``summary`` events, ``<id>.traffic.txt``) are only
+cross-checked against that, and any disagreement is reported.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+
+from analysis import logs as L
+from analysis._util import AnalysisError, atomic_write, dump_json, fmt_bytes, fmt_int, fmt_seconds, table
+from generator.errors import P2PError
+from generator.predict import Flow, Prediction, PredictionTooLarge, predict
+from generator.spec import RunSpec
+from generator.topologies import FAMILIES, build_graph
+
+Edge = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """The result of analysing one run. ``summary`` is exactly what summary.json holds."""
+
+    run_dir: Path
+    log_dir: Path
+    summary: dict[str, Any]
+    spec: RunSpec | None
+    graph: nx.Graph  # the true topology (from the spec), or the inferred one
+    prediction: Prediction | None
+    observed: dict[Edge, Flow]  # directed edge (sender, receiver) -> frames, bytes
+    views: dict[int, frozenset[Edge]]  # peer -> undirected edges (a < b) of its world view
+    timeline: dict[int, list[tuple[float, int]]]  # peer -> (seconds since run start, cumulative recv)
+    notes: list[str] = field(default_factory=list)  # what was skipped, and why
+    files: list[Path] = field(default_factory=list)  # output files written so far
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.summary["ok"])
+
+    @property
+    def run_id(self) -> str:
+        return self.summary["run_id"]
+
+    @property
+    def topology(self) -> str:
+        return self.summary["topology"]
+
+    @property
+    def n(self) -> int:
+        return self.summary["n"]
+
+    @property
+    def name(self) -> str:
+        """``mesh-5`` style label."""
+        return f"{self.topology}-{self.n}"
+
+
+def analyse(
+    run_dir: Path,
+    plots: bool = False,
+    *,
+    write: bool = True,
+    workers: int | None = None,
+    progress: Callable[[str], Any] | None = None,
+) -> Analysis:
+    """Analyse ``run_dir``; write summary.json, stats.txt and the world-view files.
+
+    ``plots=True`` also draws the PNG and HTML pictures (analysis.plots);
+    ``write=False`` only computes. ``workers`` is the number of reading processes
+    (None: automatic, 1: serial).
+    """
+    say = progress or (lambda _msg: None)
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise AnalysisError(f"no such run directory: {run_dir}")
+    t_start = time.perf_counter()
+    log_dir = L.find_log_dir(run_dir)
+    found = L.scan(log_dir)
+    if not found.ids:
+        raise AnalysisError(f"no peer logs (<id>.txt, <id>.traffic.txt, <id>.events.jsonl) in {log_dir}")
+    inferred: list[str] = []
+    problems: list[L.LogProblem] = []
+
+    spec_path = run_dir / "spec.json"
+    spec = RunSpec.load(spec_path) if spec_path.exists() else None
+    n: int | None = spec.n if spec else None
+    if spec is None:
+        inferred.append("no spec.json: topology, n and protocol inferred from the logs")
+        n = _n_from_start_events(found)
+
+    ids = sorted(set(found.ids) | set(range(n or 0)))
+    peers = L.read_all(log_dir, ids, n, workers=workers)
+    t_read = time.perf_counter()
+    for p in ids:
+        problems.extend(peers[p].problems)
+
+    original = found.original_format
+    # ---- n, protocol, topology ----------------------------------------------
+    if n is None:
+        n = 1 + max(
+            [p for p in ids]
+            + [pl.messages.max_id for pl in peers.values()]
+            + [nb for pl in peers.values() for nb in pl.traffic.links]
+        )
+        inferred.append(f"n = {n}: the highest peer id seen in file names, hop lists and traffic files, plus one")
+        ids = sorted(set(ids) | set(range(n)))
+        for p in ids:
+            if p not in peers:
+                peers[p] = L.read_peer(log_dir, p, n)
+    elif spec is None:
+        inferred.append(f"n = {n}: from the peers' start events")
+    outside = [p for p in ids if p >= n]
+    for p in outside:
+        problems.append(L.LogProblem(f"{p}.*", None, f"logs of peer {p}, which is not in the run (n={n})"))
+    starts = {p: pl.events.start for p, pl in peers.items() if pl.events.start}
+    if spec is not None:
+        protocol = spec.protocol
+    else:
+        protos = sorted({str(s.get("protocol")) for s in starts.values()})
+        if len(protos) == 1:
+            protocol = protos[0]
+            inferred.append(f"protocol {protocol}: from the peers' start events")
+        else:
+            protocol = "v1"
+            why = "no start events" if not protos else f"start events disagree ({', '.join(protos)})"
+            inferred.append(f"protocol v1 assumed ({why}; the original tool's protocol)")
+
+    if spec is not None:
+        graph = spec.graph()
+        topology = spec.topology
+    else:
+        graph, how = _infer_graph(n, peers, starts)
+        topology = _recognise(graph)
+        inferred.append(
+            f"topology {how}; "
+            + (f"it is exactly {topology}-{n}" if topology != "unknown" else "it matches no known family")
+        )
+    if original:
+        inferred.append(
+            "original tool's format (no events logs): errors, exit reasons, durations and "
+            "time to quiescence are unavailable"
+        )
+
+    # ---- prediction ---------------------------------------------------------
+    prediction: Prediction | None = None
+    if protocol == "v1":
+        try:
+            prediction = predict(graph, family=topology if topology in FAMILIES else None)
+        except PredictionTooLarge as e:
+            inferred.append(f"no prediction: {e}")
+    else:
+        inferred.append(f"no prediction for protocol {protocol} (only v1 is predicted)")
+    if prediction is not None and spec is None:
+        inferred.append("expected values are computed on the inferred topology")
+
+    # ---- observed flows -----------------------------------------------------
+    observed: dict[Edge, Flow] = {}
+    for p in ids:
+        for s, (frames, nbytes) in peers[p].messages.by_sender.items():
+            observed[(s, p)] = Flow(frames, nbytes)
+    zero = Flow()
+    true_edges = {(u, v) for a, b in graph.edges for u, v in ((a, b), (b, a))}
+    edge_keys = sorted(true_edges | set(observed))
+    edges = []
+    for u, v in edge_keys:
+        f = observed.get((u, v), zero)
+        e = prediction.per_edge.get((u, v), zero) if prediction else None
+        edges.append(
+            {
+                "src": u,
+                "dst": v,
+                "frames": f.frames,
+                "bytes": f.bytes,
+                "expected_frames": e.frames if e else None,
+                "expected_bytes": e.bytes if e else None,
+                "in_topology": (u, v) in true_edges,
+            }
+        )
+    sent: dict[int, Flow] = {}
+    for (u, _), f in observed.items():
+        sent[u] = sent.get(u, zero) + f
+    exp_in = prediction.per_peer_received() if prediction else {}
+
+    # ---- world views --------------------------------------------------------
+    from analysis.worldview import compare_views
+
+    views = {p: frozenset(peers[p].messages.view) for p in range(n)}
+    diffs = compare_views(graph, views)
+
+    # ---- per peer -----------------------------------------------------------
+    peer_rows = []
+    errors: list[dict[str, Any]] = []
+    link_failures: list[dict[str, Any]] = []
+    disagreements: list[dict[str, Any]] = []
+    for p in range(n):
+        pl = peers[p]
+        msg, ev, tr = pl.messages, pl.events, pl.traffic
+        if not msg.exists:
+            problems.append(L.LogProblem(msg.file, None, "missing: this peer logged no messages file"))
+        if found.events and not original:
+            if not ev.exists:
+                problems.append(L.LogProblem(ev.file, None, "missing events log"))
+            elif ev.summary is None:
+                problems.append(L.LogProblem(ev.file, None, "no summary event: the peer did not exit cleanly"))
+            if not tr.exists and ev.summary is not None:
+                problems.append(L.LogProblem(tr.file, None, "missing traffic file although the peer exited"))
+        for rec in ev.errors:
+            errors.append(
+                {
+                    "peer": p,
+                    "t": rec.get("t"),
+                    "nbr": rec.get("nbr"),
+                    "reason": rec.get("reason"),
+                    "detail": rec.get("detail", ""),
+                }
+            )
+        for rec in ev.link_failures:
+            link_failures.append({"peer": p, "t": rec.get("t"), "nbr": rec.get("nbr"), "reason": rec.get("reason")})
+        out = sent.get(p, zero)
+        summ = ev.summary or {}
+        exp = exp_in.get(p, zero) if prediction else None
+        d = diffs[p]
+        peer_rows.append(
+            {
+                "id": p,
+                "received": msg.deliveries,
+                "expected_received": exp.frames if exp else None,
+                "bytes_in": msg.bytes,
+                "expected_bytes_in": exp.bytes if exp else None,
+                "bytes_out": out.bytes,
+                "frames_out": out.frames,
+                "authors": len(msg.by_author),
+                "errors": len(ev.errors) if ev.exists else None,
+                "exit_reason": summ.get("exit_reason"),
+                "duration": summ.get("duration"),
+                "view_edges": len(views[p]),
+                "view_missing": len(d.missing),
+                "view_extra": len(d.extra),
+            }
+        )
+        disagreements.extend(_cross_check(p, pl, observed, msg.deliveries, msg.bytes, out))
+
+    # ---- time ---------------------------------------------------------------
+    timeline, ttq = _timeline(peers)
+
+    # ---- totals and verdict -------------------------------------------------
+    deliveries = sum(f.frames for f in observed.values())
+    nbytes = sum(f.bytes for f in observed.values())
+    short = (
+        [r["id"] for r in peer_rows if r["received"] < r["expected_received"]] if prediction is not None else None
+    )
+    problem_dicts = [pr.to_dict() for pr in problems]
+    ok = (
+        protocol == "v1"
+        and prediction is not None
+        and deliveries == prediction.deliveries
+        and nbytes == prediction.bytes
+        and not problem_dicts
+        and not errors
+    )
+    summary: dict[str, Any] = {
+        "run_id": run_dir.resolve().name,
+        "topology": topology,
+        "n": n,
+        "protocol": protocol,
+        "spec": spec.to_dict() if spec else None,
+        "format": "original" if original else "p2p",
+        "inferred": inferred,
+        "ok": ok,
+        "deliveries": deliveries,
+        "expected_deliveries": prediction.deliveries if prediction else None,
+        "bytes": nbytes,
+        "expected_bytes": prediction.bytes if prediction else None,
+        "time_to_quiescence": ttq,
+        "short_peers": short,
+        "worldview": {
+            "complete": [p for p in range(n) if not diffs[p].missing and not diffs[p].extra],
+            "missing_edges": {str(p): len(diffs[p].missing) for p in range(n) if diffs[p].missing},
+            "extra_edges": {str(p): len(diffs[p].extra) for p in range(n) if diffs[p].extra},
+        },
+        "peers": peer_rows,
+        "edges": edges,
+        "log_problems": problem_dicts,
+        "errors": errors,
+        "link_failures": link_failures,
+        "disagreements": disagreements,
+    }
+    analysis = Analysis(
+        run_dir=run_dir,
+        log_dir=log_dir,
+        summary=summary,
+        spec=spec,
+        graph=graph,
+        prediction=prediction,
+        observed=observed,
+        views=views,
+        timeline=timeline,
+    )
+    say(
+        f"analysed {run_dir}: {fmt_int(deliveries)} deliveries from {len(ids)} peers "
+        f"(read {t_read - t_start:.2f} s, total {time.perf_counter() - t_start:.2f} s)"
+    )
+    if write:
+        atomic_write(run_dir / "summary.json", dump_json(summary))
+        atomic_write(run_dir / "stats.txt", format_stats(analysis))
+        from analysis.worldview import write_worldview
+
+        analysis.files.extend([run_dir / "summary.json", run_dir / "stats.txt", *write_worldview(analysis)])
+    if plots:
+        from analysis.plots import make_plots
+
+        analysis.files.extend(make_plots(analysis, progress=say))
+    return analysis
+
+
+# ---- helpers -------------------------------------------------------------------
+
+
+def _n_from_start_events(found: L.LogDir) -> int | None:
+    ns = set()
+    for p, path in found.events.items():
+        ev = L.read_events(path, p)
+        if ev.start and isinstance(ev.start.get("n"), int):
+            ns.add(ev.start["n"])
+    return ns.pop() if len(ns) == 1 else None
+
+
+def _infer_graph(n: int, peers: dict[int, L.PeerLogs], starts: dict[int, dict]) -> tuple[nx.Graph, str]:
+    g = nx.Graph()
+    g.add_nodes_from(range(n))
+    if starts and len(starts) == n:
+        for p, s in starts.items():
+            for nb in s.get("neighbours") or []:
+                if isinstance(nb, int) and 0 <= nb < n and nb != p:
+                    g.add_edge(p, nb)
+        return g, "from the neighbour lists in the peers' start events"
+    for pl in peers.values():
+        for a, b in pl.messages.view:
+            if a != b and a < n and b < n:
+                g.add_edge(a, b)
+        for nb in pl.traffic.links:
+            if nb != pl.peer and nb < n and pl.peer < n:
+                g.add_edge(pl.peer, nb)
+    return g, "inferred from the hop lists (consecutive hops, last hop to receiver) and the traffic files"
+
+
+def _recognise(graph: nx.Graph) -> str:
+    n = graph.number_of_nodes()
+    edges = {frozenset(e) for e in graph.edges}
+    for name in ("mesh", "cycle", "starfish"):
+        try:
+            g = build_graph(name, n)
+        except P2PError:
+            continue
+        if {frozenset(e) for e in g.edges} == edges:
+            return name
+    return "unknown"
+
+
+def _cross_check(
+    p: int, pl: L.PeerLogs, observed: dict[Edge, Flow], recv: int, recv_bytes: int, out: Flow
+) -> list[dict[str, Any]]:
+    """Disagreements between the peer's own counters and what its neighbours logged."""
+    res: list[dict[str, Any]] = []
+    zero = Flow()
+
+    def diff(source: str, what: str, nbr: int | None, logged: Any, seen: int) -> None:
+        if logged != seen:
+            res.append({"peer": p, "source": source, "what": what, "nbr": nbr, "logged": logged, "observed": seen})
+
+    s = pl.events.summary
+    if s is not None:
+        src = "summary event"
+        diff(src, "recv", None, s.get("recv"), recv)
+        diff(src, "recv_bytes", None, s.get("recv_bytes"), recv_bytes)
+        diff(src, "sent", None, s.get("sent"), out.frames)
+        diff(src, "sent_bytes", None, s.get("sent_bytes"), out.bytes)
+        links = s.get("links") or {}
+        for key, lk in sorted(links.items(), key=lambda kv: int(kv[0]) if str(kv[0]).isdigit() else -1):
+            try:
+                nb = int(key)
+            except ValueError:
+                continue
+            fin, fout = observed.get((nb, p), zero), observed.get((p, nb), zero)
+            diff(src, "frames_in", nb, lk.get("frames_in"), fin.frames)
+            diff(src, "bytes_in", nb, lk.get("bytes_in"), fin.bytes)
+            diff(src, "frames_out", nb, lk.get("frames_out"), fout.frames)
+            diff(src, "bytes_out", nb, lk.get("bytes_out"), fout.bytes)
+    tr = pl.traffic
+    if tr.exists:
+        src = "traffic file"
+        for nb, (bin_, bout) in sorted(tr.links.items()):
+            diff(src, "bytes_in", nb, bin_, observed.get((nb, p), zero).bytes)
+            diff(src, "bytes_out", nb, bout, observed.get((p, nb), zero).bytes)
+        for (u, v), f in sorted(observed.items()):
+            if f.frames and p in (u, v) and (v if u == p else u) not in tr.links:
+                nb = v if u == p else u
+                what = "bytes_out" if u == p else "bytes_in"
+                diff(src, what, nb, None, f.bytes)
+    return res
+
+
+def _timeline(peers: dict[int, L.PeerLogs]) -> tuple[dict[int, list[tuple[float, int]]], float | None]:
+    """Per-peer cumulative deliveries over time, and the time to quiescence.
+
+    Time to quiescence = the last moment any peer's receive count was seen to grow
+    (a progress event, or the summary event when it reports more than the last
+    progress event) minus the earliest start event. Progress events are written at
+    most every 100 ms, which bounds the resolution.
+    """
+    starts = [pl.events.start["t"] for pl in peers.values() if pl.events.start]
+    if not starts:
+        return {}, None
+    t0 = min(starts)
+    series: dict[int, list[tuple[float, int]]] = {}
+    last_growth: float | None = None
+    for p, pl in sorted(peers.items()):
+        ev = pl.events
+        if not ev.exists:
+            continue
+        pts: list[tuple[float, int]] = []
+        if ev.start:
+            pts.append((ev.start["t"] - t0, 0))
+        prev = 0
+        for t, recv, _sent in ev.progress:
+            pts.append((t - t0, recv))
+            if recv > prev:
+                last_growth = t if last_growth is None else max(last_growth, t)
+            prev = max(prev, recv)
+        s = ev.summary
+        if s is not None and isinstance(s.get("recv"), int):
+            pts.append((s["t"] - t0, s["recv"]))
+            if s["recv"] > prev:
+                last_growth = s["t"] if last_growth is None else max(last_growth, s["t"])
+        series[p] = [(round(t, 6), r) for t, r in pts]
+    ttq = None if last_growth is None else round(max(0.0, last_growth - t0), 6)
+    return series, ttq
+
+
+# ---- text output ---------------------------------------------------------------
+
+
+def _verdict(s: dict[str, Any]) -> str:
+    if s["ok"]:
+        return "OK"
+    if s["protocol"] != "v1" or s["expected_deliveries"] is None:
+        return "NOT CHECKED (no prediction)"
+    return "NOT OK"
+
+
+def _vs(obs: int, exp: int | None, fmt: Callable[[Any], str] = fmt_int) -> str:
+    if exp is None:
+        return f"{fmt(obs)} observed (no prediction)"
+    if obs == exp:
+        return f"{fmt(obs)} observed = predicted"
+    delta = obs - exp
+    pct = f", {100 * obs / exp:.1f} %" if exp else ""
+    return f"{fmt(obs)} observed, {fmt(exp)} predicted ({'+' if delta > 0 else ''}{delta:,}{pct})"
+
+
+def _peer_table(s: dict[str, Any], full: bool) -> str:
+    rows = []
+    for r in s["peers"]:
+        short = r["expected_received"] is not None and r["received"] < r["expected_received"]
+        row = [
+            r["id"],
+            fmt_int(r["received"]),
+            fmt_int(r["expected_received"]),
+            fmt_bytes(r["bytes_in"]),
+            fmt_bytes(r["bytes_out"]),
+        ]
+        if full:
+            row += [fmt_int(r["frames_out"]), r["authors"]]
+        row += [
+            "-" if r["errors"] is None else r["errors"],
+            r["exit_reason"] or "-",
+            fmt_seconds(r["duration"]),
+        ]
+        if full:
+            view = "complete" if not r["view_missing"] and not r["view_extra"] else (
+                f"-{r['view_missing']} +{r['view_extra']}"
+            )
+            row.append(view)
+        row.append("SHORT" if short else "")
+        rows.append(row)
+    headers = ["peer", "received", "expected", "bytes in", "bytes out"]
+    if full:
+        headers += ["frames out", "authors"]
+    headers += ["errors", "exit", "duration"]
+    if full:
+        headers.append("world view")
+    headers.append("")
+    align = "r" * 8 + "lrll" if full else "r" * 6 + "lrl"
+    return table(headers, rows, align)
+
+
+def _problem_lines(s: dict[str, Any], limit: int | None) -> list[str]:
+    out = []
+    items = [f"{p['file']}{':' + str(p['line']) if p['line'] is not None else ''}: {p['problem']}" for p in s["log_problems"]]
+    items += [
+        f"peer {e['peer']}: protocol error on link {e['nbr'] if e['nbr'] is not None else '?'}: {e['reason']}"
+        + (f" ({e['detail']})" if e["detail"] else "")
+        for e in s["errors"]
+    ]
+    items += [f"peer {e['peer']}: link to {e['nbr']} failed: {e['reason']}" for e in s["link_failures"]]
+    items += [
+        f"peer {d['peer']}: {d['source']} says {d['what']}"
+        + (f" (link {d['nbr']})" if d["nbr"] is not None else "")
+        + f" = {d['logged']}, the receivers' logs say {d['observed']}"
+        for d in s["disagreements"]
+    ]
+    if limit is not None and len(items) > limit:
+        out = items[:limit] + [f"... and {len(items) - limit} more (see stats.txt / summary.json)"]
+    else:
+        out = items
+    return out
+
+
+def format_summary(analysis: Analysis) -> str:
+    """Short text for the terminal."""
+    s = analysis.summary
+    lines = [
+        f"run {s['run_id']}: {s['topology']}-{s['n']}, protocol {s['protocol']} -- {_verdict(s)}",
+        f"  deliveries: {_vs(s['deliveries'], s['expected_deliveries'])}",
+        f"  bytes:      {_vs(s['bytes'], s['expected_bytes'])}",
+    ]
+    if s["time_to_quiescence"] is not None:
+        lines.append(f"  time to quiescence: {fmt_seconds(s['time_to_quiescence'])}")
+    for note in s["inferred"]:
+        lines.append(f"  inferred: {note}")
+    if s["n"] <= 40:
+        lines.append("")
+        lines.append(_peer_table(s, full=False))
+    if s["short_peers"]:
+        lines.append("")
+        sp = s["short_peers"]
+        lines.append(f"short peers ({len(sp)}): {', '.join(map(str, sp[:40]))}{' ...' if len(sp) > 40 else ''}")
+    wv = s["worldview"]
+    if wv["missing_edges"] or wv["extra_edges"]:
+        lines.append(
+            f"world views: {len(wv['complete'])}/{s['n']} complete; "
+            f"missing edges at {len(wv['missing_edges'])} peers, extra edges at {len(wv['extra_edges'])} peers"
+        )
+    probs = _problem_lines(s, limit=10)
+    if probs:
+        lines.append("")
+        lines.append(f"problems ({len(_problem_lines(s, None))}):")
+        lines += [f"  {p}" for p in probs]
+    return "\n".join(lines)
+
+
+def format_stats(analysis: Analysis) -> str:
+    """The content of stats.txt."""
+    s = analysis.summary
+    spec = s["spec"]
+    out = [f"Run {s['run_id']}: {s['topology']}-{s['n']}, protocol {s['protocol']} -- {_verdict(s)}", ""]
+    if spec:
+        opts = ", ".join(f"{k} {v:g}" for k, v in spec["options"].items())
+        out.append(f"spec: topology {spec['topology']}, n {spec['n']}, protocol {spec['protocol']}, "
+                   f"seed {spec['seed']}, port {spec['port']}; peer options: {opts}")
+    else:
+        out.append("spec: none (inferred from the logs)")
+    out.append(f"logs: {analysis.log_dir} ({s['format']} format)")
+    for note in s["inferred"]:
+        out.append(f"inferred: {note}")
+    out += [
+        "",
+        f"deliveries          {_vs(s['deliveries'], s['expected_deliveries'])}",
+        f"bytes               {_vs(s['bytes'], s['expected_bytes'], lambda x: f'{x:,}')}",
+        f"time to quiescence  {fmt_seconds(s['time_to_quiescence'])}",
+        f"short peers         {'-' if s['short_peers'] is None else (', '.join(map(str, s['short_peers'])) or 'none')}",
+        f"world views         {len(s['worldview']['complete'])}/{s['n']} equal to the topology",
+        "",
+        "Peers",
+        _peer_table(s, full=True),
+        "",
+        "Edges (sender -> receiver)",
+    ]
+    rows = []
+    for e in s["edges"]:
+        mark = "" if e["in_topology"] else "NOT IN TOPOLOGY"
+        if e["expected_frames"] is not None and (e["frames"], e["bytes"]) != (e["expected_frames"], e["expected_bytes"]):
+            mark = (mark + " " if mark else "") + "differs"
+        rows.append([e["src"], e["dst"], fmt_int(e["frames"]), fmt_int(e["expected_frames"]),
+                     fmt_int(e["bytes"]), fmt_int(e["expected_bytes"]), mark])
+    out.append(table(["src", "dst", "frames", "expected", "bytes", "expected", ""], rows, "rrrrrrl"))
+    probs = _problem_lines(s, limit=None)
+    out += ["", f"Problems ({len(probs)})"]
+    out += [f"  {p}" for p in probs] or ["  none"]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,483 @@
+"""Docker Compose backend: one container per peer, on one (or a few) bridge networks.
+
+The runner renders ``runs/<run-id>/compose.yml`` (logs bind-mounted from
+``./logs``), starts it with the Compose v2 CLI (``docker compose up -d``), follows
+the containers through the Docker SDK and the peers' event logs, collects exit
+codes and container output, then removes everything: ``docker compose down -v``
+and a sweep of whatever still carries the label ``p2p.run=<run-id>``. The sweep
+also runs on Ctrl-C and on any error.
+
+``render_run`` is the plain-Compose path behind ``p2p render``: it writes
+``compose/<topology>-<n>.yml`` and a root ``.env`` so that a bare
+``docker compose up`` runs it and ``p2p analyse`` finds the logs in runs/latest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import docker.errors
+import requests
+
+from generator.predict import Prediction
+from generator.render import (
+    IMAGE,
+    PEER_LABEL,
+    RUN_LABEL,
+    PeerService,
+    container_user,
+    default_compose_path,
+    project_name,
+    render_compose,
+    service_name,
+    write_compose,
+    write_env,
+)
+from generator.spec import RunSpec
+from testbed.base import Progress, RunnerError, RunPlan, RunResult, Runner, prepare_run, read_progress
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BUILD_SCRIPT = REPO_ROOT / "docker" / "build-image.sh"
+ENSURE_COMPOSE_HINT = "install it with docker/ensure-compose.sh (or use --backend local)"
+UP_TIMEOUT = 120.0  # seconds for `up -d`, plus UP_TIMEOUT_PER_PEER per peer
+UP_TIMEOUT_PER_PEER = 1.0
+RUN_MARGIN = 30.0  # seconds past the peers' max_runtime before the runner gives up
+STARTED_STATES = frozenset({"running", "exited", "dead", "paused", "restarting", "removing"})
+EXITED_STATES = frozenset({"exited", "dead"})
+DOCKER_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
+
+
+# ---- rendering a plan ------------------------------------------------------------------
+
+
+def compose_services(plan: RunPlan) -> list[PeerService]:
+    """Each peer as a service: ``--listen 0.0.0.0:<port>``, neighbours ``peer-<j>:<port>``, logs in /logs."""
+    port = plan.spec.port
+    return [
+        PeerService(
+            id=peer.id,
+            neighbours=peer.neighbours,
+            command=(
+                "--listen", f"0.0.0.0:{port}",
+                *plan.peer_args(peer, lambda nb: f"{service_name(nb)}:{port}", "/logs"),
+            ),
+        )
+        for peer in plan.peers
+    ]
+
+
+def render_plan(
+    plan: RunPlan,
+    compose_file: Path,
+    project: str,
+    *,
+    user: tuple[int, int] | None = None,
+    image: str = IMAGE,
+    mem_limit: str = "64m",
+    pids_limit: int = 64,
+) -> str:
+    """The compose text for ``plan``, its log dir bind-mounted relative to ``compose_file``."""
+    log_dir = os.path.relpath(plan.log_dir.resolve(), Path(compose_file).resolve().parent)
+    return render_compose(
+        project, plan.run_id, compose_services(plan), log_dir, user or container_user(),
+        image=image, mem_limit=mem_limit, pids_limit=pids_limit, title=plan.spec.name,
+    )
+
+
+def own_log_dir(log_dir: Path, user: tuple[int, int]) -> None:
+    """As root, hand the log dir to the container user (root can still remove what it writes)."""
+    if os.getuid() == 0 and user[0] != 0:
+        os.chown(log_dir, *user)
+
+
+@dataclass(frozen=True)
+class RenderedRun:
+    plan: RunPlan
+    compose_file: Path
+    env_file: Path
+    project: str
+
+
+def render_run(
+    spec: RunSpec,
+    prediction: Prediction | None,
+    *,
+    root: Path = Path("."),
+    runs_root: Path | None = None,
+    run_id: str | None = None,
+    project: str | None = None,
+) -> RenderedRun:
+    """Plain-Compose path: ``runs/<run-id>/`` (+ runs/latest), ``compose/<name>.yml`` and ``.env`` in ``root``."""
+    root = Path(root)
+    runs_root = root / "runs" if runs_root is None else Path(runs_root)
+    plan = prepare_run(spec, runs_root, prediction, run_id)
+    project = project or project_name(f"p2p-{spec.name}")
+    path = default_compose_path(root, spec.name)
+    user = container_user()
+    write_compose(render_plan(plan, path, project, user=user), path)
+    own_log_dir(plan.log_dir, user)
+    env = write_env(root, path, project)
+    return RenderedRun(plan=plan, compose_file=path, env_file=env, project=project)
+
+
+# ---- Docker plumbing -------------------------------------------------------------------
+
+
+def docker_client() -> docker.DockerClient:
+    """A client whose engine answered a ping; ``RunnerError`` otherwise."""
+    try:
+        client = docker.from_env()
+        client.ping()
+    except DOCKER_ERRORS as e:
+        raise RunnerError(
+            f"no Docker engine answers ({e}); start Docker (and check DOCKER_HOST / your access to "
+            "/var/run/docker.sock) or use --backend local"
+        ) from e
+    return client
+
+
+def check_compose(compose_cmd: Sequence[str] = ("docker", "compose")) -> str:
+    """The Compose v2 version string; ``RunnerError`` when the plugin is missing."""
+    try:
+        out = subprocess.run(
+            [*compose_cmd, "version", "--short"], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+        )
+    except FileNotFoundError as e:
+        raise RunnerError(f"the docker CLI is not installed ({e}); `docker compose` is needed") from e
+    except subprocess.TimeoutExpired as e:
+        raise RunnerError("`docker compose version` did not answer within 60 s") from e
+    if out.returncode != 0:
+        raise RunnerError(
+            f"`{' '.join(compose_cmd)}` (the Compose v2 plugin) is missing or broken: {ENSURE_COMPOSE_HINT}"
+            + (f" [{out.stderr.strip()[-300:]}]" if out.stderr.strip() else "")
+        )
+    return out.stdout.strip()
+
+
+def _labels(obj) -> dict[str, str]:
+    attrs = obj.attrs
+    labels = attrs.get("Labels")
+    if labels is None:
+        labels = (attrs.get("Config") or {}).get("Labels")
+    return labels or {}
+
+
+def _ours(obj, run_id: str | None) -> bool:
+    labels = _labels(obj)
+    return RUN_LABEL in labels and (run_id is None or labels[RUN_LABEL] == run_id)
+
+
+def clean_by_label(client, run_id: str | None = None) -> dict[str, int]:
+    """Remove containers, then networks and volumes labelled ``p2p.run`` (``=run_id`` if given).
+
+    Returns how many of each were removed. Anything without our label is never
+    touched: the engine filters by label and every object is checked again here.
+    """
+    filters = {"label": RUN_LABEL if run_id is None else f"{RUN_LABEL}={run_id}"}
+    removed = {"containers": 0, "networks": 0, "volumes": 0}
+    kinds = (
+        ("containers", lambda: client.containers.list(all=True, filters=filters, sparse=True),
+         lambda c: c.remove(force=True, v=True)),
+        ("networks", lambda: client.networks.list(filters=filters), lambda n: n.remove()),
+        ("volumes", lambda: client.volumes.list(filters=filters), lambda v: v.remove(force=True)),
+    )
+    errors = []
+    for kind, listing, remove in kinds:
+        try:
+            objects = [o for o in listing() if _ours(o, run_id)]
+        except DOCKER_ERRORS as e:
+            raise RunnerError(f"cannot list {kind} labelled {filters['label']}: {e}") from e
+        for obj in objects:
+            try:
+                remove(obj)
+                removed[kind] += 1
+            except docker.errors.NotFound:
+                pass  # gone meanwhile
+            except DOCKER_ERRORS as e:
+                errors.append(f"{kind[:-1]} {getattr(obj, 'name', None) or obj.id}: {e}")
+    if errors:
+        raise RunnerError(f"could not remove {len(errors)} labelled object(s): " + "; ".join(errors[:5]))
+    return removed
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """While the containers exist, SIGTERM (e.g. `timeout`, `kill`) cleans up like Ctrl-C does."""
+    if not _in_main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    old = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+@contextlib.contextmanager
+def _signals_ignored() -> Iterator[None]:
+    """Let clean-up finish: ignore Ctrl-C and SIGTERM meanwhile (children started here inherit that)."""
+    if not _in_main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+# ---- the runner ------------------------------------------------------------------------
+
+
+class ComposeRunner(Runner):
+    """Run a plan as a Compose project ``p2p-<run-id>``, one container per peer."""
+
+    name = "compose"
+
+    def __init__(
+        self,
+        client,
+        *,
+        compose_cmd: Sequence[str] = ("docker", "compose"),
+        build_script: Path | None = BUILD_SCRIPT,
+        image: str = IMAGE,
+        mem_limit: str = "64m",
+        pids_limit: int = 64,
+        poll: float = 0.25,
+        popen: Callable[..., subprocess.Popen] = subprocess.Popen,
+    ) -> None:
+        self.client = client
+        self.compose_cmd = tuple(compose_cmd)
+        self.build_script = build_script
+        self.image = image
+        self.mem_limit = mem_limit
+        self.pids_limit = pids_limit
+        self.poll = poll
+        self.popen = popen
+        #: seconds after `up -d` was started: up_returned, all_started, all_exited; down (its own duration)
+        self.timings: dict[str, float] = {}
+
+    @classmethod
+    def connect(cls, **kwargs) -> ComposeRunner:
+        """A runner, or ``RunnerError`` saying why not (no engine, no `docker compose`)."""
+        client = docker_client()
+        check_compose(kwargs.get("compose_cmd", ("docker", "compose")))
+        return cls(client, **kwargs)
+
+    @classmethod
+    def try_connect(cls, **kwargs) -> ComposeRunner | None:
+        """None when no engine answers; ``RunnerError`` when one does but `docker compose` is missing."""
+        try:
+            client = docker_client()
+        except RunnerError:
+            return None
+        check_compose(kwargs.get("compose_cmd", ("docker", "compose")))
+        return cls(client, **kwargs)
+
+    # -- steps, separate so tests can replace the CLI parts ------------------------------
+
+    def ensure_image(self, progress: Progress) -> None:
+        """Build the peer image when its sources changed (docker/build-image.sh), streaming its output."""
+        if self.build_script is None or not Path(self.build_script).exists():
+            try:
+                self.client.images.get(self.image)
+            except docker.errors.ImageNotFound as e:
+                raise RunnerError(f"image {self.image} is missing and docker/build-image.sh is not here to build it") from e
+            except DOCKER_ERRORS as e:
+                raise RunnerError(f"cannot inspect image {self.image}: {e}") from e
+            return
+        try:
+            proc = self.popen(
+                ["bash", str(self.build_script), "--tag", self.image], stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=Path(self.build_script).parent.parent,
+            )
+        except OSError as e:
+            raise RunnerError(f"cannot run {self.build_script}: {e}") from e
+        with proc:
+            for line in proc.stdout:
+                progress.message(line.rstrip("\n"))
+            rc = proc.wait()
+        if rc != 0:
+            raise RunnerError(f"building image {self.image} failed ({self.build_script} exit {rc}; output above)")
+
+    def start_up(self, base: list[str], log: Path) -> subprocess.Popen:
+        """Start ``docker compose up -d`` in the background, its output appended to ``log``."""
+        with open(log, "ab") as out:
+            try:
+                return self.popen([*base, "up", "-d"], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+            except OSError as e:
+                raise RunnerError(f"cannot start `{' '.join(base)} up -d`: {e}") from e
+
+    def down(self, base: list[str], log: Path, timeout: float) -> str | None:
+        """``docker compose down -v``; returns a problem description or None."""
+        with open(log, "ab") as out:
+            try:
+                rc = subprocess.run(
+                    [*base, "down", "-v", "--remove-orphans", "-t", "5"], stdin=subprocess.DEVNULL,
+                    stdout=out, stderr=subprocess.STDOUT, timeout=timeout,
+                ).returncode
+            except (OSError, subprocess.TimeoutExpired) as e:
+                return f"`docker compose down` failed: {e}"
+        return None if rc == 0 else f"`docker compose down` exited {rc} (see {log})"
+
+    def states(self, run_id: str) -> dict[int, str]:
+        """Peer id -> container state ("created", "running", "exited", ...) of this run's containers."""
+        out = {}
+        for c in self.client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run_id}"}, sparse=True):
+            labels = _labels(c)
+            if labels.get(RUN_LABEL) == run_id and labels.get(PEER_LABEL, "").isdigit():
+                state = c.attrs.get("State")
+                out[int(labels[PEER_LABEL])] = state.get("Status", "") if isinstance(state, dict) else str(state or "")
+        return out
+
+    def collect(self, plan: RunPlan) -> dict[int, int | None]:
+        """Exit codes by peer (None: never ran); each container's output saved to logs/<id>.stderr.txt."""
+        codes: dict[int, int | None] = {p.id: None for p in plan.peers}
+        for c in self.client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={plan.run_id}"}):
+            labels = _labels(c)
+            peer = labels.get(PEER_LABEL, "")
+            if labels.get(RUN_LABEL) != plan.run_id or not peer.isdigit():
+                continue
+            state = c.attrs.get("State") or {}
+            if state.get("Status") in EXITED_STATES:
+                codes[int(peer)] = state.get("ExitCode")
+            (plan.log_dir / f"{peer}.stderr.txt").write_bytes(c.logs(stdout=True, stderr=True))
+        return codes
+
+    # -- the run ---------------------------------------------------------------------------
+
+    def run(self, plan: RunPlan, progress: Progress) -> RunResult:
+        with _sigterm_interrupts():
+            return self._run(plan, progress)
+
+    def _run(self, plan: RunPlan, progress: Progress) -> RunResult:
+        n = plan.spec.n
+        project = project_name(f"p2p-{plan.run_id}")
+        compose_file = plan.run_dir / "compose.yml"
+        compose_log = plan.run_dir / "compose.log"
+        base = [*self.compose_cmd, "-p", project, "-f", str(compose_file)]
+        self.timings = {}
+        up: subprocess.Popen | None = None
+        rendered = False
+        t0 = time.monotonic()
+        try:
+            self.ensure_image(progress)
+            user = container_user()
+            write_compose(
+                render_plan(plan, compose_file, project, user=user, image=self.image,
+                            mem_limit=self.mem_limit, pids_limit=self.pids_limit),
+                compose_file,
+            )
+            own_log_dir(plan.log_dir, user)
+            rendered = True
+            progress.message(f"compose: project {project}, {compose_file}")
+            t0 = time.monotonic()
+            up = self.start_up(base, compose_log)
+            self._wait(plan, up, compose_log, t0, progress)
+            codes = self.collect(plan)
+        except BaseException as e:
+            progress.done()
+            if isinstance(e, KeyboardInterrupt):
+                progress.message(f"interrupted: removing the containers of {plan.run_id}...")
+            problem = self._cleanup(plan, base if rendered else None, up, compose_log, progress)
+            if problem:  # never mask the error that got us here; report the clean-up trouble beside it
+                progress.message(problem)
+            if isinstance(e, DOCKER_ERRORS):
+                raise RunnerError(f"Docker engine error during run {plan.run_id}: {e}") from e
+            raise
+        progress.done()
+        problem = self._cleanup(plan, base, up, compose_log, progress)
+        if problem:
+            raise RunnerError(problem)
+        return RunResult(exit_codes=codes, duration=self.timings["all_exited"], backend=self.name)
+
+    def _wait(self, plan: RunPlan, up: subprocess.Popen, log: Path, t0: float, progress: Progress) -> None:
+        n = plan.spec.n
+        up_deadline = t0 + UP_TIMEOUT + UP_TIMEOUT_PER_PEER * n
+        run_deadline: float | None = None
+        while True:
+            rc = up.poll()
+            now = time.monotonic()
+            if rc is not None and "up_returned" not in self.timings:
+                if rc != 0:
+                    raise RunnerError(f"`docker compose up -d` failed (exit {rc}):\n{_tail(log)}")
+                self.timings["up_returned"] = now - t0
+                run_deadline = now + plan.spec.options.max_runtime + RUN_MARGIN
+            states = self.states(plan.run_id)
+            started = sum(s in STARTED_STATES for s in states.values())
+            exited = [p for p, s in states.items() if s in EXITED_STATES]
+            if started >= n and "all_started" not in self.timings:
+                self.timings["all_started"] = now - t0
+            if rc == 0 and len(exited) >= n:
+                self.timings["all_exited"] = now - t0
+                return
+            if rc is None and now > up_deadline:
+                raise RunnerError(f"`docker compose up -d` did not finish within {up_deadline - t0:.0f} s:\n{_tail(log)}")
+            if run_deadline is not None and now > run_deadline:
+                alive = sorted(p for p in range(n) if states.get(p) not in EXITED_STATES)
+                raise RunnerError(
+                    f"peers {alive[:10]}{'...' if len(alive) > 10 else ''} still not exited "
+                    f"{plan.spec.options.max_runtime:g} s + {RUN_MARGIN:g} s after start; stopped them"
+                )
+            _, delivered = read_progress(plan.log_dir, n)
+            running = sum(s == "running" for s in states.values())
+            progress.update(
+                f"compose {plan.spec.name}: {started}/{n} started, {running} running, {len(exited)} exited, "
+                f"{delivered:,} deliveries, {now - t0:.1f} s"
+            )
+            time.sleep(self.poll)
+
+    def _cleanup(self, plan: RunPlan, base: list[str] | None, up: subprocess.Popen | None, log: Path,
+                 progress: Progress) -> str | None:
+        """Stop `up`, `docker compose down -v`, then sweep by label; a problem description or None."""
+        problems = []
+        with _signals_ignored():
+            if up is not None and up.poll() is None:
+                up.terminate()
+                try:
+                    up.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    up.kill()
+                    up.wait()
+            if base is not None:
+                t = time.monotonic()
+                problem = self.down(base, log, timeout=120 + plan.spec.n)
+                self.timings["down"] = time.monotonic() - t
+                if problem:
+                    problems.append(problem)
+            try:
+                swept = clean_by_label(self.client, plan.run_id)
+            except RunnerError as e:
+                problems.append(str(e))
+            else:
+                if any(swept.values()):
+                    progress.message("compose: removed leftovers " + ", ".join(f"{v} {k}" for k, v in swept.items() if v))
+        if not problems:
+            return None
+        return (f"compose: clean-up of {plan.run_id} incomplete: " + "; ".join(problems)
+                + f" -- retry with `p2p clean --run {plan.run_id}`")

@@ -1,0 +1,110 @@
+"""A real peer against scripted fake neighbours on loopback (port 0)."""
+
+import asyncio
+import json
+import socket
+
+import pytest
+
+from peer.node import Peer, PeerConfig
+from peer.wire import HEADER, encode_frame, encode_handshake, encode_payload
+
+
+async def read_frames(reader, count):
+    frames = []
+    for _ in range(count):
+        size = HEADER.unpack(await reader.readexactly(4))[0]
+        frames.append(await reader.readexactly(size))
+    return frames
+
+
+def listening_socket():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen()
+    return s
+
+
+def make_peer(tmp_path, me, n, neighbours, sock, **kw):
+    cfg = PeerConfig(id=me, n=n, neighbours=neighbours, log_dir=tmp_path, listen_fd=sock.detach(), **kw)
+    return Peer(cfg)
+
+
+def events(tmp_path, peer_id):
+    return [json.loads(line) for line in (tmp_path / f"{peer_id}.events.jsonl").read_text().splitlines()]
+
+
+async def line_topology_exchange(tmp_path):
+    """Peer 1 in the line 0-1-2: fake 0 dials it, it dials fake 2 (the lower id dials)."""
+    fake2_got = asyncio.Queue()
+
+    async def fake2(reader, writer):
+        handshake = await reader.readexactly(4)
+        await fake2_got.put(handshake)
+        frames = await read_frames(reader, 2)
+        await fake2_got.put(frames)
+        writer.write(encode_frame(encode_payload(2, [2])))
+        await writer.drain()
+        await reader.read()  # until the peer closes
+        writer.close()
+
+    server2 = await asyncio.start_server(fake2, "127.0.0.1", 0)
+    port2 = server2.sockets[0].getsockname()[1]
+    sock1 = listening_socket()
+    port1 = sock1.getsockname()[1]
+    peer = make_peer(tmp_path, 1, 3, {0: ("127.0.0.1", 0), 2: ("127.0.0.1", port2)}, sock1, expect=2, idle=5)
+    run = asyncio.create_task(peer.run())
+
+    reader0, writer0 = await asyncio.open_connection("127.0.0.1", port1)
+    writer0.write(encode_handshake(0) + encode_frame(encode_payload(0, [0])))
+    await writer0.drain()
+    got0 = await asyncio.wait_for(read_frames(reader0, 2), 5)
+    handshake2 = await asyncio.wait_for(fake2_got.get(), 5)
+    got2 = await asyncio.wait_for(fake2_got.get(), 5)
+    code = await asyncio.wait_for(run, 10)
+    writer0.close()
+    server2.close()
+    return code, got0, handshake2, got2
+
+
+def test_peer_floods_and_forwards_exactly(tmp_path):
+    code, got0, handshake2, got2 = asyncio.run(line_topology_exchange(tmp_path))
+    assert code == 0
+    assert handshake2 == encode_handshake(1)
+    # Peer 1 authors to both neighbours once its two links are up, and appends its id when forwarding.
+    assert sorted(got0) == sorted([b'{"id":1,"hops":[1]}', b'{"id":2,"hops":[2,1]}'])
+    assert sorted(got2) == sorted([b'{"id":1,"hops":[1]}', b'{"id":0,"hops":[0,1]}'])
+    # The original log format: exactly the wire JSON, one per line.
+    assert sorted((tmp_path / "1.txt").read_bytes().splitlines()) == [b'{"id":0,"hops":[0]}', b'{"id":2,"hops":[2]}']
+    traffic = dict(line.split("; ", 1) for line in (tmp_path / "1.traffic.txt").read_text().splitlines())
+    assert traffic == {"0": "23; 48", "2": "23; 48"}
+    summary = events(tmp_path, 1)[-1]
+    assert summary["ev"] == "summary" and summary["exit_reason"] == "expected"
+    assert (summary["recv"], summary["sent"], summary["recv_bytes"], summary["sent_bytes"]) == (2, 4, 46, 96)
+
+
+async def bad_client_run(tmp_path, payload_bytes):
+    sock1 = listening_socket()
+    port1 = sock1.getsockname()[1]
+    peer = make_peer(tmp_path, 1, 2, {0: ("127.0.0.1", 0)}, sock1, idle=0.3, link_deadline=30)
+    run = asyncio.create_task(peer.run())
+    reader, writer = await asyncio.open_connection("127.0.0.1", port1)
+    writer.write(encode_handshake(0) + payload_bytes)
+    writer.write_eof()  # "truncated" is EOF inside a frame; the other errors are caught before EOF
+    await writer.drain()
+    await asyncio.wait_for(reader.read(), 5)  # the peer drops the connection
+    writer.close()
+    return await asyncio.wait_for(run, 10)
+
+
+@pytest.mark.parametrize("data,reason", [
+    (HEADER.pack(2 << 20), "oversize"),
+    (encode_frame(b'{"id":0,"hops":[0,1]}'), "bad_sender"),
+    (encode_frame(b"not json"), "bad_json"),
+    (HEADER.pack(10) + b"abc", "truncated"),
+])
+def test_protocol_errors_drop_the_connection_and_are_logged(tmp_path, data, reason):
+    asyncio.run(bad_client_run(tmp_path, data))
+    errors = [e for e in events(tmp_path, 1) if e["ev"] == "error"]
+    assert [e["reason"] for e in errors] == [reason]
+    assert errors[0]["nbr"] == 0

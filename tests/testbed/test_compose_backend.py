@@ -1,0 +1,435 @@
+"""ComposeRunner logic against a fake Docker client and a fake `docker compose` (no engine needed)."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import types
+
+import docker
+import docker.errors
+import pytest
+import yaml
+
+from generator.predict import predict
+from generator.render import render_compose
+from generator.spec import PeerOptions, RunSpec
+from generator.topologies import build_graph
+from testbed import cli
+from testbed import compose as compose_mod
+from testbed.base import Progress, RunnerError, prepare_run
+from testbed.compose import ComposeRunner, check_compose, clean_by_label, render_run
+
+# ---- fakes -------------------------------------------------------------------------------
+
+
+class FakeObj:
+    def __init__(self, kind: str, store: FakeClient, name: str, labels: dict[str, str]):
+        self.kind, self.store, self.name, self.labels = kind, store, name, dict(labels)
+        self.id = f"{kind}-{name}"
+        self.status, self.exit_code, self.output = "created", 0, b""
+
+    @property
+    def attrs(self) -> dict:
+        if self.kind == "container":
+            if self.store.sparse_view:
+                return {"Id": self.id, "Labels": self.labels, "State": self.status}
+            return {"Id": self.id, "Config": {"Labels": self.labels},
+                    "State": {"Status": self.status, "ExitCode": self.exit_code}}
+        return {"Id": self.id, "Name": self.name, "Labels": self.labels}
+
+    def remove(self, **kwargs) -> None:
+        if self.store.fail_remove:
+            raise docker.errors.APIError("remove refused")
+        self.store.objects[self.kind].remove(self)
+        self.store.removed.append(self.name)
+
+    def logs(self, stdout=True, stderr=True) -> bytes:
+        return self.output
+
+
+class FakeCollection:
+    def __init__(self, store: FakeClient, kind: str):
+        self.store, self.kind = store, kind
+
+    def list(self, all=False, filters=None, sparse=False):
+        self.store.on_list(self.kind)
+        self.store.sparse_view = sparse
+        label = (filters or {}).get("label")
+        out = []
+        for obj in list(self.store.objects[self.kind]):
+            if label and not self.store.ignore_filters:
+                key, _, value = label.partition("=")
+                if key not in obj.labels or (value and obj.labels[key] != value):
+                    continue
+            out.append(obj)
+        return out
+
+
+class FakeClient:
+    """Holds containers/networks/volumes; `script(tick)` moves the simulated run forward on each listing."""
+
+    def __init__(self):
+        self.objects = {"container": [], "network": [], "volume": []}
+        self.containers = FakeCollection(self, "container")
+        self.networks = FakeCollection(self, "network")
+        self.volumes = FakeCollection(self, "volume")
+        self.images = types.SimpleNamespace(get=self.get_image)
+        self.image_names = {"p2p-peer:latest"}
+        self.sparse_view = False
+        self.ignore_filters = False
+        self.fail_remove = False
+        self.removed: list[str] = []
+        self.ticks = 0
+        self.script = None
+        self.list_error: Exception | None = None
+
+    def get_image(self, name: str) -> str:
+        if name not in self.image_names:
+            raise docker.errors.ImageNotFound(name)
+        return name
+
+    def add(self, kind: str, name: str, labels: dict[str, str]) -> FakeObj:
+        obj = FakeObj(kind, self, name, labels)
+        self.objects[kind].append(obj)
+        return obj
+
+    def on_list(self, kind: str) -> None:
+        if kind == "container":
+            if self.list_error is not None:
+                raise self.list_error
+            self.ticks += 1
+            if self.script:
+                self.script(self, self.ticks)
+
+    def ping(self):
+        return True
+
+    def labelled(self, run_id: str) -> list[str]:
+        return [o.name for objs in self.objects.values() for o in objs if o.labels.get("p2p.run") == run_id]
+
+
+class FakeProc:
+    def __init__(self, rc_after: int, rc: int = 0):
+        self.rc_after, self.rc, self.polls, self.terminated = rc_after, rc, 0, False
+        self.returncode = None
+
+    def poll(self):
+        if self.terminated:
+            self.returncode = -15
+        else:
+            self.polls += 1
+            if self.polls >= self.rc_after:
+                self.returncode = self.rc
+        return self.returncode
+
+    def terminate(self):
+        self.terminated = True
+
+    def kill(self):
+        self.terminated = True
+
+    def wait(self, timeout=None):
+        return self.poll()
+
+
+class FakeRunner(ComposeRunner):
+    """The real runner with `docker compose up/down` replaced; `up` creates the fake containers."""
+
+    def __init__(self, client, *, up_rc=0, up_after=2, up_log=b"", **kwargs):
+        super().__init__(client, build_script=None, poll=0, **kwargs)
+        self.up_rc, self.up_after, self.up_log = up_rc, up_after, up_log
+        self.calls: list[list[str]] = []
+        self.proc: FakeProc | None = None
+        self.down_problem: str | None = None
+
+    def start_up(self, base, log):
+        self.calls.append([*base, "up", "-d"])
+        log.write_bytes(self.up_log)
+        run_id = self.plan.run_id
+        self.client.add("network", f"{run_id}_net0", {"p2p.run": run_id})
+        for p in self.plan.peers:
+            c = self.client.add("container", f"{run_id}-peer-{p.id}", {"p2p.run": run_id, "p2p.peer": str(p.id)})
+            c.output = f"peer {p.id} output\n".encode()
+        self.proc = FakeProc(self.up_after, self.up_rc)
+        return self.proc
+
+    def down(self, base, log, timeout):
+        self.calls.append([*base, "down", "-v"])
+        return self.down_problem
+
+    def run(self, plan, progress):
+        self.plan = plan
+        return super().run(plan, progress)
+
+
+def lifecycle(exit_codes: dict[int, int] | None = None, run_at: int = 2, exit_at: int = 5):
+    """A script: containers run from tick `run_at` and exit (with `exit_codes`, default 0) at `exit_at`."""
+
+    def script(client: FakeClient, tick: int) -> None:
+        for c in client.objects["container"]:
+            if "p2p.peer" not in c.labels:
+                continue
+            if tick >= exit_at and c.status == "running":
+                c.status, c.exit_code = "exited", (exit_codes or {}).get(int(c.labels["p2p.peer"]), 0)
+            elif tick >= run_at and c.status == "created":
+                c.status = "running"
+
+    return script
+
+
+@pytest.fixture
+def client():
+    c = FakeClient()
+    c.add("container", "someone-elses", {"other": "x"})
+    c.add("network", "someone-elses-net", {})
+    c.add("volume", "someone-elses-vol", {"p2p.other": "y"})
+    return c
+
+
+@pytest.fixture
+def plan(tmp_path):
+    spec = RunSpec.parse("cycle", 5)
+    return prepare_run(spec, tmp_path / "runs", predict(spec.graph(), spec.topology), run_id="cycle-5-fake")
+
+
+def progress():
+    return Progress(stream=io.StringIO())
+
+
+def assert_only_foreign_left(client: FakeClient, run_id: str):
+    assert client.labelled(run_id) == []
+    names = {o.name for objs in client.objects.values() for o in objs}
+    assert {"someone-elses", "someone-elses-net", "someone-elses-vol"} <= names
+
+
+# ---- the run -----------------------------------------------------------------------------
+
+
+def test_happy_run(client, plan):
+    client.script = lifecycle()
+    runner = FakeRunner(client)
+    result = runner.run(plan, progress())
+    assert result.backend == "compose"
+    assert result.exit_codes == {i: 0 for i in range(5)} and result.failed_peers == []
+    assert result.duration == runner.timings["all_exited"]
+    assert {"up_returned", "all_started", "all_exited", "down"} <= set(runner.timings)
+    project = "p2p-cycle-5-fake"
+    compose_file = str(plan.run_dir / "compose.yml")
+    assert runner.calls[0] == ["docker", "compose", "-p", project, "-f", compose_file, "up", "-d"]
+    assert runner.calls[1] == ["docker", "compose", "-p", project, "-f", compose_file, "down", "-v"]
+    doc = yaml.safe_load((plan.run_dir / "compose.yml").read_text())
+    assert doc["name"] == project and len(doc["services"]) == 5
+    for i in range(5):
+        assert (plan.log_dir / f"{i}.stderr.txt").read_bytes() == f"peer {i} output\n".encode()
+    assert_only_foreign_left(client, plan.run_id)
+
+
+def test_nonzero_exit_is_reported(client, plan):
+    client.script = lifecycle({3: 2})
+    result = FakeRunner(client).run(plan, progress())
+    assert result.exit_codes[3] == 2 and result.failed_peers == [3]
+    assert_only_foreign_left(client, plan.run_id)
+
+
+def test_up_failure_raises_with_its_output_and_cleans(client, plan):
+    client.script = lifecycle()
+    runner = FakeRunner(client, up_rc=1, up_after=1, up_log=b"Error response from daemon: no such image\n")
+    with pytest.raises(RunnerError, match="(?s)up -d` failed.*no such image"):
+        runner.run(plan, progress())
+    assert runner.calls[-1][-2:] == ["down", "-v"]
+    assert_only_foreign_left(client, plan.run_id)
+
+
+def test_ctrl_c_cleans_up_by_label(client, plan):
+    def script(c, tick):
+        lifecycle(exit_at=10**9)(c, tick)
+        if tick == 4:
+            raise KeyboardInterrupt
+
+    client.script = script
+    runner = FakeRunner(client, up_after=10**9)  # `up -d` still running when Ctrl-C arrives
+    out = io.StringIO()
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(plan, Progress(stream=out))
+    assert runner.proc.terminated
+    assert runner.calls[-1][-2:] == ["down", "-v"]
+    assert "interrupted" in out.getvalue()
+    assert_only_foreign_left(client, plan.run_id)
+
+
+def test_peers_that_never_exit_time_out(client, tmp_path, monkeypatch):
+    monkeypatch.setattr(compose_mod, "RUN_MARGIN", 0.0)
+    spec = RunSpec.parse("mesh", 3, options=PeerOptions(max_runtime=0.05))
+    plan = prepare_run(spec, tmp_path / "runs", None, run_id="mesh-3-stuck")
+    client.script = lifecycle(exit_at=10**9)
+    with pytest.raises(RunnerError, match=r"peers \[0, 1, 2\] still not exited"):
+        FakeRunner(client).run(plan, progress())
+    assert_only_foreign_left(client, plan.run_id)
+
+
+def test_engine_error_is_wrapped_and_cleanup_still_runs(client, plan):
+    client.script = lifecycle()
+    runner = FakeRunner(client)
+    original = client.on_list
+
+    def flaky(kind):
+        if kind == "container" and client.ticks == 2:
+            client.ticks += 1
+            raise docker.errors.APIError("engine went away")
+        original(kind)
+
+    client.on_list = flaky
+    with pytest.raises(RunnerError, match="engine went away") as exc:
+        runner.run(plan, progress())
+    assert isinstance(exc.value.__cause__, docker.errors.DockerException)
+    assert_only_foreign_left(client, plan.run_id)
+
+
+def test_incomplete_cleanup_after_a_good_run_is_an_error(client, plan):
+    client.script = lifecycle()
+    runner = FakeRunner(client)
+    runner.down_problem = "`docker compose down` exited 1"
+    with pytest.raises(RunnerError, match=r"clean-up of cycle-5-fake incomplete.*p2p clean --run cycle-5-fake"):
+        runner.run(plan, progress())
+
+
+def test_missing_image_without_build_script(client, plan):
+    client.image_names.clear()
+    runner = FakeRunner(client)
+    with pytest.raises(RunnerError, match="p2p-peer:latest is missing"):
+        runner.run(plan, progress())
+    assert runner.calls == []  # nothing started, nothing to bring down
+    assert client.labelled(plan.run_id) == []
+
+
+def test_build_script_output_is_streamed(client, tmp_path):
+    ok = tmp_path / "docker" / "ok.sh"
+    ok.parent.mkdir()
+    ok.write_text('echo "build-image: $1 $2"\necho "build-image: p2p-peer:latest is up to date"\n')
+    out = io.StringIO()
+    ComposeRunner(client, build_script=ok).ensure_image(Progress(stream=out))
+    assert "build-image: --tag p2p-peer:latest" in out.getvalue()
+    assert "is up to date" in out.getvalue()
+    bad = tmp_path / "docker" / "bad.sh"
+    bad.write_text("echo boom; exit 3\n")
+    with pytest.raises(RunnerError, match="exit 3"):
+        ComposeRunner(client, build_script=bad).ensure_image(progress())
+
+
+# ---- connecting ------------------------------------------------------------------------------
+
+
+def test_connect_without_engine(monkeypatch):
+    def no_engine(**kwargs):
+        raise docker.errors.DockerException("Error while fetching server API version: connection refused")
+
+    monkeypatch.setattr(docker, "from_env", no_engine)
+    with pytest.raises(RunnerError, match="no Docker engine answers") as exc:
+        ComposeRunner.connect()
+    assert isinstance(exc.value.__cause__, docker.errors.DockerException)
+    assert ComposeRunner.try_connect() is None
+
+
+def test_connect_without_compose_plugin(monkeypatch, client):
+    monkeypatch.setattr(docker, "from_env", lambda **kw: client)
+    false = shutil.which("false")
+    with pytest.raises(RunnerError, match="ensure-compose.sh"):
+        ComposeRunner.connect(compose_cmd=(false,))
+    with pytest.raises(RunnerError, match="ensure-compose.sh"):
+        ComposeRunner.try_connect(compose_cmd=(false,))
+    with pytest.raises(RunnerError, match="docker CLI is not installed"):
+        check_compose(("/nonexistent/docker", "compose"))
+    true = shutil.which("true")
+    runner = ComposeRunner.connect(compose_cmd=(true,))
+    assert isinstance(runner, ComposeRunner) and runner.client is client
+
+
+# ---- clean -------------------------------------------------------------------------------------
+
+
+def add_run(client: FakeClient, run_id: str) -> None:
+    client.add("container", f"{run_id}-c", {"p2p.run": run_id, "p2p.peer": "0"})
+    client.add("network", f"{run_id}-n", {"p2p.run": run_id})
+    client.add("volume", f"{run_id}-v", {"p2p.run": run_id})
+
+
+@pytest.mark.parametrize("engine_ignores_filters", [False, True])
+def test_clean_touches_only_labelled(client, engine_ignores_filters):
+    add_run(client, "run-a")
+    add_run(client, "run-b")
+    client.ignore_filters = engine_ignores_filters  # our own label check must still protect the rest
+    assert clean_by_label(client, "run-a") == {"containers": 1, "networks": 1, "volumes": 1}
+    assert client.labelled("run-a") == [] and len(client.labelled("run-b")) == 3
+    assert clean_by_label(client) == {"containers": 1, "networks": 1, "volumes": 1}
+    assert_only_foreign_left(client, "run-b")
+    assert clean_by_label(client) == {"containers": 0, "networks": 0, "volumes": 0}
+
+
+def test_clean_reports_failures(client):
+    add_run(client, "run-a")
+    client.fail_remove = True
+    with pytest.raises(RunnerError, match="could not remove 3 labelled"):
+        clean_by_label(client)
+
+
+def test_cli_clean_and_render(client, tmp_path, monkeypatch, capsys):
+    add_run(client, "run-a")
+    monkeypatch.setattr(compose_mod, "docker_client", lambda: client)
+    assert cli.main(["clean", "--run", "run-a"]) == 0
+    assert "removed 1 containers, 1 networks, 1 volumes" in capsys.readouterr().out
+    assert_only_foreign_left(client, "run-a")
+
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["render", "--topology", "mesh", "-n", "5"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "compose/mesh-5.yml"
+    assert "docker compose up" in out[1]
+    assert (tmp_path / "compose" / "mesh-5.yml").is_file()
+    assert "COMPOSE_FILE=compose/mesh-5.yml" in (tmp_path / ".env").read_text()
+    assert (tmp_path / "runs" / "latest" / "spec.json").is_file()
+    # A runaway mesh is refused before anything is written.
+    assert cli.main(["render", "--topology", "mesh", "-n", "12"]) == cli.EXIT_ERROR
+    assert not (tmp_path / "compose" / "mesh-12.yml").exists()
+
+
+# ---- the Compose CLI accepts what we render (no engine needed) -------------------------------
+
+
+def _compose_cli() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    try:
+        return subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.mark.skipif(not _compose_cli(), reason="`docker compose` CLI not installed (docker/ensure-compose.sh)")
+@pytest.mark.parametrize("case", ["mesh-5", "split-2500"])
+def test_docker_compose_config_accepts_rendering(tmp_path, case):
+    if case == "mesh-5":
+        r = render_run(RunSpec.parse("mesh", 5), predict(build_graph("mesh", 5), "mesh"), root=tmp_path)
+        path = r.compose_file
+    else:
+        from generator.render import PeerService
+
+        graph = build_graph("starfish", 2500)
+        peers = [PeerService(p, tuple(sorted(graph[p])), ("--id", str(p))) for p in graph]
+        (tmp_path / "logs").mkdir()
+        path = tmp_path / "big.yml"
+        path.write_text(render_compose("p2p-big", "big", peers, "logs", (10001, 10001)))
+    out = subprocess.run(["docker", "compose", "-f", str(path), "config", "-q"], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    if case == "mesh-5":  # plain `docker compose` in the root picks the file up through .env
+        out = subprocess.run(["docker", "compose", "config", "--services"], capture_output=True, text=True,
+                             cwd=tmp_path, timeout=60, env=_env_without_compose_vars())
+        assert out.returncode == 0, out.stderr
+        assert sorted(out.stdout.split()) == [f"peer-{i}" for i in range(5)]
+
+
+def _env_without_compose_vars() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")}
