@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expect", type=int, help="deliveries this peer expects; it exits as soon as it has them")
     p.add_argument("--idle", type=float, help="seconds of silence before exiting when --expect is not given (default 3)")
     p.add_argument("--link-deadline", type=float, help="seconds to wait for every link to come up (default 60)")
+    p.add_argument("--control", type=Path, help="fault-injection file: JSON {\"blocked\": [[u, v], ...]} re-read on change")
+    p.add_argument("--redial", action="store_true", default=None, help="redial dropped links (runs that restart peers)")
     p.add_argument("--max-runtime", type=float, help="hard limit on the peer's lifetime in seconds (default 900)")
     return p
 
@@ -59,7 +61,7 @@ def config_from_args(argv: list[str] | None = None) -> PeerConfig:
             data = json.loads(args.config.read_text())
         except (OSError, json.JSONDecodeError) as e:
             parser.error(f"cannot read config {args.config}: {e}")
-    for key in ("id", "n", "protocol", "seed", "expect", "idle", "link_deadline", "max_runtime", "listen_fd"):
+    for key in ("id", "n", "protocol", "seed", "expect", "idle", "link_deadline", "max_runtime", "listen_fd", "control", "redial"):
         value = getattr(args, key)
         if value is not None:
             data[key] = value
@@ -70,6 +72,8 @@ def config_from_args(argv: list[str] | None = None) -> PeerConfig:
     data.pop("listen", None)
     log_dir = args.log_dir or Path(data.pop("log_dir", "logs"))
     data.pop("log_dir", None)
+    if data.get("control") is not None:
+        data["control"] = Path(data["control"])
     for required in ("id", "n"):
         if required not in data:
             parser.error(f"--{required} is required (flag or config)")

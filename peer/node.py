@@ -54,6 +54,11 @@ class PeerConfig:
     handshake_timeout: float = 10.0
     max_frame: int = MAX_FRAME
     max_buffer: int = 64 << 20
+    # Fault injection: a JSON file {"blocked": [[u, v], ...]} the peer re-reads when it
+    # changes; frames over a blocked edge are dropped (and counted) in both directions.
+    control: Path | None = None
+    # Redial a link this peer dialed when it drops (for runs that restart peers).
+    redial: bool = False
 
 
 @dataclass
@@ -72,6 +77,10 @@ class Link:
     frames_out: int = 0
     bytes_out: int = 0
     undelivered: int = 0
+    dropped_in: int = 0
+    dropped_out: int = 0
+    blocked: bool = False
+    waiting_since: float = 0.0
 
 
 class Peer:
@@ -121,7 +130,9 @@ class Peer:
     # ---- sending -------------------------------------------------------------
 
     def _send(self, link: Link, data: bytes, frames: int) -> None:
-        if link.state == "up":
+        if link.blocked:
+            link.dropped_out += frames
+        elif link.state == "up":
             assert link.writer is not None
             link.writer.write(data)
             link.frames_out += frames
@@ -167,6 +178,7 @@ class Peer:
         link.state = "closed"
 
     async def _dial(self, link: Link) -> None:
+        link.waiting_since = time.monotonic()
         delay = 0.02
         while link.state == "waiting":
             try:
@@ -236,6 +248,9 @@ class Peer:
             if link.state == "up":
                 self._drop(link)
                 self.event("link_down", nbr=link.nbr, reason=reason)
+                if self.cfg.redial and link.nbr > self.me and not self.exit_reason:
+                    link.state = "waiting"
+                    self._spawn(self._dial(link))
             self._last_activity = time.monotonic()
 
     def _process(self, link: Link, buf: bytes) -> int:
@@ -263,6 +278,10 @@ class Peer:
                 if stop > end:
                     break
                 payload = buf[pos + 4 : stop]
+                if link.blocked:
+                    pos = stop
+                    link.dropped_in += 1
+                    continue
                 author, hops, canonical = parse_payload(payload, n)
                 if hops[-1] != sender:
                     raise FrameError("bad_sender", f"last hop {hops[-1]} is not the sender {sender}")
@@ -316,9 +335,11 @@ class Peer:
             if (self.recv, self.sent) != last_progress:
                 last_progress = (self.recv, self.sent)
                 self.event("progress", recv=self.recv, sent=self.sent)
+            self._read_control()
             waiting = [lk for lk in self.links.values() if lk.state == "waiting"]
-            if waiting and now - self._started >= cfg.link_deadline:
-                for lk in waiting:
+            overdue = [lk for lk in waiting if now - lk.waiting_since >= cfg.link_deadline]
+            if overdue:
+                for lk in overdue:
                     lk.state = "failed"
                     lk.undelivered += lk.pending_frames
                     lk.pending, lk.pending_frames = [], 0
@@ -329,7 +350,7 @@ class Peer:
                         file=sys.stderr,
                         flush=True,
                     )
-                waiting = []
+                waiting = [lk for lk in waiting if lk.state == "waiting"]
             if not self.authored and not waiting and any(lk.state == "up" for lk in self.links.values()):
                 self._author()
             if now - self._started >= cfg.max_runtime:
@@ -338,14 +359,38 @@ class Peer:
                 self._finish("expected")
             elif self.authored and now - self._last_activity >= cfg.idle:
                 lost = any(lk.state in ("failed", "closed") for lk in self.links.values())
-                if lost or len(self.authors_seen) >= cfg.n - 1:
+                if lost or not getattr(self.proto, "reaches_all", True) or len(self.authors_seen) >= cfg.n - 1:
                     self._finish("idle")
+
+    def _read_control(self) -> None:
+        path = self.cfg.control
+        if path is None:
+            return
+        try:
+            mtime = path.stat().st_mtime_ns
+            if mtime == self._control_mtime:
+                return
+            blocked = {frozenset(map(int, e)) for e in json.loads(path.read_text()).get("blocked", [])}
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, TypeError) as e:
+            self.error(None, "bad_control", f"{path}: {e}")
+            return
+        self._control_mtime = mtime
+        for link in self.links.values():
+            now_blocked = frozenset((self.me, link.nbr)) in blocked
+            if now_blocked != link.blocked:
+                link.blocked = now_blocked
+                self.event("partition" if now_blocked else "heal", nbr=link.nbr)
 
     async def run(self) -> int:
         """Run to completion; return the process exit code."""
         cfg = self.cfg
         loop = asyncio.get_running_loop()
         self._started = self._last_activity = time.monotonic()
+        self._control_mtime = -1
+        for link in self.links.values():
+            link.waiting_since = self._started
         wall_start = time.time()
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
@@ -397,6 +442,8 @@ class Peer:
                 "frames_out": lk.frames_out,
                 "bytes_out": lk.bytes_out,
                 "undelivered": lk.undelivered + lk.pending_frames,
+                "dropped_in": lk.dropped_in,
+                "dropped_out": lk.dropped_out,
                 "state": lk.state,
             }
             for lk in self.links.values()
