@@ -10,6 +10,7 @@ from typing import Any
 import networkx as nx
 
 from generator.errors import SpecError
+from generator.faults import Fault, exactly_predictable, surviving_graph
 from generator.topologies import build_graph, parse_topology
 
 PROTOCOLS = ("v1",)
@@ -35,6 +36,7 @@ class RunSpec:
     seed: int | None = None
     port: int = DEFAULT_PORT
     options: PeerOptions = field(default_factory=PeerOptions)
+    faults: tuple[Fault, ...] = ()
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -59,6 +61,15 @@ class RunSpec:
         """The topology this spec describes."""
         return build_graph(self.topology, self.n, seed=self.seed)
 
+    def prediction_graph(self) -> nx.Graph:
+        """The graph an exact prediction is made on: without peers killed at start."""
+        return surviving_graph(self.graph(), self.faults)
+
+    @property
+    def exactly_predictable(self) -> bool:
+        """False when faults make deliveries depend on timing (only a lower bound is known)."""
+        return exactly_predictable(self.faults)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -73,8 +84,9 @@ class RunSpec:
             raise SpecError(f"unknown spec keys: {', '.join(sorted(unknown))}")
         try:
             opts = PeerOptions(**data.get("options", {}))
-            return cls(**{**data, "options": opts})
-        except TypeError as e:
+            faults = tuple(Fault.from_dict(f) for f in data.get("faults", ()))
+            return cls(**{**data, "options": opts, "faults": faults})
+        except (TypeError, KeyError) as e:
             raise SpecError(f"malformed spec: {e}") from e
 
     @classmethod

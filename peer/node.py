@@ -251,7 +251,6 @@ class Peer:
                 if self.cfg.redial and link.nbr > self.me and not self.exit_reason:
                     link.state = "waiting"
                     self._spawn(self._dial(link))
-            self._last_activity = time.monotonic()
 
     def _process(self, link: Link, buf: bytes) -> int:
         """Handle every complete frame in ``buf``; return the bytes consumed."""
@@ -391,6 +390,7 @@ class Peer:
         self._control_mtime = -1
         for link in self.links.values():
             link.waiting_since = self._started
+        self._read_control()  # a partition declared from the start holds before the first frame
         wall_start = time.time()
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:

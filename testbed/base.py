@@ -59,6 +59,10 @@ class RunPlan:
             args += ["--seed", str(self.spec.seed)]
         if peer.expect is not None:
             args += ["--expect", str(peer.expect)]
+        if any(f.edges for f in self.spec.faults):
+            args += ["--control", f"{log_dir}/control.json"]
+        if any(f.action == "restart" for f in self.spec.faults):
+            args += ["--redial"]
         return args
 
 
@@ -90,19 +94,26 @@ def new_run_id(spec: RunSpec) -> str:
 
 
 def prepare_run(spec: RunSpec, runs_root: Path, prediction: Prediction | None, run_id: str | None = None) -> RunPlan:
-    """Create ``runs/<run-id>/`` with spec.json and logs/, and point ``runs/latest`` at it."""
+    """Create ``runs/<run-id>/`` with spec.json and logs/, and point ``runs/latest`` at it.
+
+    Peers are told their predicted deliveries only when the run is exactly predictable
+    (no faults but kills at start); otherwise they end on idle.
+    """
+    graph = spec.graph()
+    for fault in spec.faults:
+        fault.check(graph)
     run_id = run_id or new_run_id(spec)
     run_dir = runs_root / run_id
     (run_dir / "logs").mkdir(parents=True, exist_ok=False)
     spec.write(run_dir / "spec.json")
     update_latest(runs_root, run_id)
-    graph = spec.graph()
-    received = prediction.per_peer_received() if prediction is not None else {}
+    exact = prediction is not None and spec.exactly_predictable
+    received = prediction.per_peer_received() if exact else {}
     peers = tuple(
         PeerPlan(
             id=p,
             neighbours=tuple(sorted(graph.neighbors(p))),
-            expect=received[p].frames if prediction is not None else None,
+            expect=received[p].frames if p in received else None,
         )
         for p in sorted(graph.nodes)
     )

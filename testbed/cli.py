@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from generator.errors import P2PError
+from generator.faults import Fault
 from generator.predict import PredictionTooLarge, predict, quick_deliveries
 from generator.spec import PROTOCOLS, PeerOptions, RunSpec
 from generator.topologies import FAMILIES
@@ -31,7 +32,8 @@ def _spec_from(args: argparse.Namespace) -> RunSpec:
     opts = PeerOptions(
         **{k: v for k, v in (("idle", args.idle), ("link_deadline", args.link_deadline)) if v is not None}
     ) if hasattr(args, "idle") else PeerOptions()
-    return RunSpec.parse(args.topology, args.n, protocol=args.protocol, seed=args.seed, options=opts)
+    faults = tuple(Fault.parse(f) for f in getattr(args, "fault", None) or ())
+    return RunSpec.parse(args.topology, args.n, protocol=args.protocol, seed=args.seed, options=opts, faults=faults)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-expect", action="store_true",
                      help="do not tell peers their predicted deliveries (they exit on idle instead)")
     run.add_argument("--no-plots", action="store_true", help="statistics only, no pictures")
+    run.add_argument("--fault", action="append", metavar="ACTION:TARGETS@WHEN",
+                     help="fault timeline entry, repeatable: kill:3@0, kill:3@deliveries=20000, pause:2@0.5, "
+                          "resume:2@1.5, restart:3@2, partition:0-1,2-3@0.2, heal:0-1@1 (seconds from start)")
     run.set_defaults(func=cmd_run)
 
     ana = sub.add_parser("analyse", aliases=["analyze"], help="statistics and plots of a run directory",
@@ -89,10 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def predict_for(spec: RunSpec, limit: int, force: bool, progress: Progress):
-    """Exact prediction, or None when the run is allowed without one; refuses runaways."""
-    graph = spec.graph()
+    """Exact prediction, or None when the run is allowed without one; refuses runaways.
+
+    With faults the prediction is made on what survives the faults declared at start;
+    later faults make it an upper bound that analysis compares against.
+    """
+    graph = spec.prediction_graph()
+    family = spec.topology if _same_graph(graph, spec) else None
     try:
-        total = quick_deliveries(graph, spec.topology, cap=limit)
+        total = quick_deliveries(graph, family, cap=limit)
     except PredictionTooLarge as e:
         if not force:
             raise P2PError(f"{spec.name}: {e}; refusing to run (use --force to run anyway, without a prediction)") from e
@@ -104,10 +114,15 @@ def predict_for(spec: RunSpec, limit: int, force: bool, progress: Progress):
             "Use --force to run anyway, or pick a smaller size."
         )
     try:
-        return predict(graph, spec.topology, cap=max(limit, total))
+        return predict(graph, family, cap=max(limit, total))
     except PredictionTooLarge as e:
         progress.message(f"{spec.name}: {e}; running without a prediction")
         return None
+
+
+def _same_graph(graph, spec: RunSpec) -> bool:
+    full = spec.graph()
+    return graph.number_of_nodes() == full.number_of_nodes() and graph.number_of_edges() == full.number_of_edges()
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 import peer as peer_package
-from testbed.base import Progress, RunnerError, RunPlan, RunResult, Runner, read_progress
+from testbed.base import PeerPlan, Progress, RunnerError, RunPlan, RunResult, Runner, read_progress
+from testbed.faults import FaultScheduler
 
 # The directory that holds the ``peer`` package, so ``python -m peer`` works from any cwd.
 PEER_ROOT = str(Path(peer_package.__file__).resolve().parent.parent)
@@ -50,6 +51,8 @@ class LocalRunner(Runner):
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [PEER_ROOT, os.environ.get("PYTHONPATH")]))}
         procs: dict[int, subprocess.Popen] = {}
         started = time.monotonic()
+        driver = _SignalDriver(self, plan, procs, ports, env)
+        faults = FaultScheduler(plan.spec.faults, plan.run_dir, driver, progress.message)
         try:
             order = list(plan.peers)
             if self.order_seed is not None:
@@ -57,20 +60,9 @@ class LocalRunner(Runner):
             for i, peer in enumerate(order):
                 if i and self.stagger:
                     time.sleep(self.stagger)
-                sock = sockets[peer.id]
-                args = plan.peer_args(peer, lambda nb: f"127.0.0.1:{ports[nb]}", str(plan.log_dir))
-                cmd = [self.python, "-m", "peer", "--listen-fd", str(sock.fileno()), *args]
-                stderr = open(plan.log_dir / f"{peer.id}.stderr.txt", "wb")
-                try:
-                    procs[peer.id] = subprocess.Popen(
-                        cmd, pass_fds=(sock.fileno(),), env=env, stdin=subprocess.DEVNULL,
-                        stdout=stderr, stderr=stderr, start_new_session=True,
-                    )
-                except OSError as e:
-                    raise RunnerError(f"cannot start peer {peer.id}: {e}") from e
-                finally:
-                    stderr.close()
-                sock.close()  # the child holds its own copy
+                procs[peer.id] = self._spawn(plan, peer, sockets[peer.id], ports, env)
+                sockets[peer.id].close()  # the child holds its own copy
+                faults.due_at_start(peer.id)
                 progress.update(f"local: started {len(procs)}/{n} peers")
             deadline = started + plan.spec.options.max_runtime + 30
             while True:
@@ -80,6 +72,7 @@ class LocalRunner(Runner):
                 if time.monotonic() > deadline:
                     raise RunnerError(f"peers {alive[:10]} still running after the run deadline; stopped them")
                 finished, delivered = read_progress(plan.log_dir, n)
+                faults.poll(time.monotonic() - started, delivered)
                 progress.update(
                     f"local {plan.spec.name}: {n - len(alive)}/{n} peers exited, {delivered:,} deliveries, "
                     f"{time.monotonic() - started:.1f} s"
@@ -88,6 +81,7 @@ class LocalRunner(Runner):
         finally:
             for s in sockets:
                 s.close()
+            driver.resume_all()  # a frozen peer cannot handle SIGTERM
             _stop(procs)
             progress.done()
         return RunResult(
@@ -97,9 +91,64 @@ class LocalRunner(Runner):
         )
 
 
-def _listening_socket() -> socket.socket:
+    def _spawn(self, plan: RunPlan, peer: PeerPlan, sock: socket.socket, ports: dict[int, int],
+               env: dict[str, str]) -> subprocess.Popen:
+        args = plan.peer_args(peer, lambda nb: f"127.0.0.1:{ports[nb]}", str(plan.log_dir))
+        cmd = [self.python, "-m", "peer", "--listen-fd", str(sock.fileno()), *args]
+        with open(plan.log_dir / f"{peer.id}.stderr.txt", "ab") as stderr:
+            try:
+                return subprocess.Popen(
+                    cmd, pass_fds=(sock.fileno(),), env=env, stdin=subprocess.DEVNULL,
+                    stdout=stderr, stderr=stderr, start_new_session=True,
+                )
+            except OSError as e:
+                raise RunnerError(f"cannot start peer {peer.id}: {e}") from e
+
+
+class _SignalDriver:
+    """Faults for local processes: SIGKILL, SIGSTOP, SIGCONT, and a fresh start on the same port."""
+
+    def __init__(self, runner: LocalRunner, plan: RunPlan, procs: dict[int, subprocess.Popen],
+                 ports: dict[int, int], env: dict[str, str]) -> None:
+        self.runner, self.plan, self.procs, self.ports, self.env = runner, plan, procs, ports, env
+        self.paused: set[int] = set()
+
+    def _signal(self, peer: int, sig: signal.Signals) -> None:
+        proc = self.procs.get(peer)
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(sig)
+
+    def kill(self, peer: int) -> None:
+        self._signal(peer, signal.SIGKILL)
+        if peer in self.procs:
+            self.procs[peer].wait()
+
+    def pause(self, peer: int) -> None:
+        self._signal(peer, signal.SIGSTOP)
+        self.paused.add(peer)
+
+    def resume(self, peer: int) -> None:
+        self._signal(peer, signal.SIGCONT)
+        self.paused.discard(peer)
+
+    def resume_all(self) -> None:
+        for peer in list(self.paused):
+            self.resume(peer)
+
+    def restart(self, peer: int) -> None:
+        self.kill(peer)
+        sock = _listening_socket(self.ports[peer])
+        try:
+            plan_peer = next(p for p in self.plan.peers if p.id == peer)
+            self.procs[peer] = self.runner._spawn(self.plan, plan_peer, sock, self.ports, self.env)
+        finally:
+            sock.close()
+
+
+def _listening_socket(port: int = 0) -> socket.socket:
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("127.0.0.1", port))
     s.listen(128)
     return s
 

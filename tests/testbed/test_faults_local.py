@@ -1,0 +1,58 @@
+"""Faults on the local backend: kill, pause/resume, partition, through the real runner."""
+
+from pathlib import Path
+
+from generator.faults import Fault
+from generator.predict import predict
+from generator.spec import PeerOptions, RunSpec
+from testbed.base import Progress, prepare_run
+from testbed.cli import predict_for
+from testbed.local import LocalRunner
+
+
+def run_with_faults(tmp_path, topology, n, faults, **opts):
+    spec = RunSpec.parse(topology, n, faults=tuple(Fault.parse(f) for f in faults),
+                         options=PeerOptions(**{"link_deadline": 2.0, "idle": 1.0, **opts}))
+    prediction = predict_for(spec, 2_000_000, False, Progress(interval=60))
+    plan = prepare_run(spec, tmp_path, prediction)
+    result = LocalRunner().run(plan, Progress(interval=60))
+    return plan, prediction, result
+
+
+def received(log_dir: Path, n: int) -> dict[int, list[bytes]]:
+    return {p: (log_dir / f"{p}.txt").read_bytes().splitlines() for p in range(n) if (log_dir / f"{p}.txt").exists()}
+
+
+def test_peer_killed_before_it_authors_leaves_exactly_mesh_4(tmp_path):
+    plan, prediction, result = run_with_faults(tmp_path, "mesh", 5, ["kill:4@0"])
+    assert prediction.deliveries == 60
+    logs = received(plan.log_dir, 5)
+    assert sum(map(len, logs.values())) == 60
+    assert all(b'"id":4' not in line and b",4" not in line for lines in logs.values() for line in lines)
+    # The survivors waited for the link to 4 until the deadline, then reported it and exit 2.
+    assert result.exit_codes[4] != 0 and all(result.exit_codes[p] == 2 for p in range(4))
+    assert all("never came up" in (plan.log_dir / f"{p}.stderr.txt").read_text() for p in range(4))
+    assert "kill:4@0" in (plan.run_dir / "faults.jsonl").read_text()
+
+
+def test_peer_killed_mid_run_loses_some_deliveries_and_the_rest_finish(tmp_path):
+    plan, prediction, result = run_with_faults(tmp_path, "mesh", 8, ["kill:3@deliveries=15000"])
+    total = sum(map(len, received(plan.log_dir, 8).values()))
+    assert 15_000 <= total < prediction.deliveries == 109_592
+    assert result.exit_codes[3] == -9
+    assert all(result.exit_codes[p] == 0 for p in range(8) if p != 3)
+
+
+def test_pause_and_resume_only_delay(tmp_path):
+    plan, prediction, result = run_with_faults(tmp_path, "mesh", 6, ["pause:2@0.1", "resume:2@1.0"])
+    logs = received(plan.log_dir, 6)
+    assert sum(map(len, logs.values())) == prediction.deliveries == 1950
+    assert sum(len(line) + 4 for lines in logs.values() for line in lines) == prediction.bytes
+
+
+def test_partition_from_start_is_predicted_exactly(tmp_path):
+    plan, prediction, result = run_with_faults(tmp_path, "cycle", 6, ["partition:0-1@0"])
+    logs = received(plan.log_dir, 6)
+    assert prediction.deliveries == 30
+    assert sum(map(len, logs.values())) == 30
+    assert result.failed_peers == []
