@@ -24,6 +24,7 @@ class PeerOptions:
     idle: float = 2.0
     link_deadline: float = 60.0
     max_runtime: float = 900.0
+    handshake_timeout: float = 10.0
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--link-deadline", type=float, help="seconds to wait for every link to come up (default 60)")
     p.add_argument("--control", type=Path, help="fault-injection file: JSON {\"blocked\": [[u, v], ...]} re-read on change")
     p.add_argument("--redial", action="store_true", default=None, help="redial dropped links (runs that restart peers)")
+    p.add_argument("--handshake-timeout", type=float, help="seconds an accepted connection may take to say its id (default 10)")
     p.add_argument("--max-runtime", type=float, help="hard limit on the peer's lifetime in seconds (default 900)")
     return p
 
@@ -61,7 +62,8 @@ def config_from_args(argv: list[str] | None = None) -> PeerConfig:
             data = json.loads(args.config.read_text())
         except (OSError, json.JSONDecodeError) as e:
             parser.error(f"cannot read config {args.config}: {e}")
-    for key in ("id", "n", "protocol", "seed", "expect", "idle", "link_deadline", "max_runtime", "listen_fd", "control", "redial"):
+    for key in ("id", "n", "protocol", "seed", "expect", "idle", "link_deadline", "max_runtime", "listen_fd", "control", "redial",
+                "handshake_timeout"):
         value = getattr(args, key)
         if value is not None:
             data[key] = value

@@ -108,3 +108,42 @@ def test_protocol_errors_drop_the_connection_and_are_logged(tmp_path, data, reas
     errors = [e for e in events(tmp_path, 1) if e["ev"] == "error"]
     assert [e["reason"] for e in errors] == [reason]
     assert errors[0]["nbr"] == 0
+
+
+async def slow_consumer_run(tmp_path, frames):
+    stalled = asyncio.Event()
+
+    async def never_reads(reader, writer):
+        await reader.readexactly(4)  # the handshake, then never read again
+        await stalled.wait()
+        writer.close()
+
+    server2 = await asyncio.start_server(never_reads, "127.0.0.1", 0)
+    port2 = server2.sockets[0].getsockname()[1]
+    sock1 = listening_socket()
+    port1 = sock1.getsockname()[1]
+    peer = make_peer(tmp_path, 1, 3, {0: ("127.0.0.1", 0), 2: ("127.0.0.1", port2)}, sock1,
+                     idle=0.5, max_buffer=1 << 20, expect=frames)
+    run = asyncio.create_task(peer.run())
+    reader0, writer0 = await asyncio.open_connection("127.0.0.1", port1)
+    writer0.write(encode_handshake(0))
+    one = encode_frame(encode_payload(0, [0]))
+    for _ in range(frames // 1000):
+        writer0.write(one * 1000)
+        await writer0.drain()
+    code = await asyncio.wait_for(run, 30)
+    stalled.set()
+    writer0.close()
+    server2.close()
+    return code
+
+
+def test_a_neighbour_that_stops_reading_is_dropped_not_buffered_forever(tmp_path):
+    frames = 400_000  # ~9 MB forwarded towards a peer that never reads: beyond kernel buffers and the 1 MiB cap
+    code = asyncio.run(slow_consumer_run(tmp_path, frames))
+    assert code == 0
+    errors = [e for e in events(tmp_path, 1) if e["ev"] == "error"]
+    assert [(e["nbr"], e["reason"]) for e in errors] == [(2, "slow_consumer")]
+    summary = events(tmp_path, 1)[-1]
+    assert summary["recv"] == frames  # every frame from the healthy link was still delivered and logged
+    assert summary["links"]["2"]["bytes_out"] <= (1 << 20) + 8 * 1024 * 1024
