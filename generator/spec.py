@@ -1,19 +1,31 @@
-"""The frozen run spec: everything needed to reproduce a run, serialised to spec.json."""
+"""The frozen run spec: everything needed to reproduce a run, serialised to spec.json.
+
+``params`` holds the topology family's parameters and the protocol's (e.g. ``p`` of
+``er``, ``fanout`` of ``gossip``), defaults filled in, as a sorted tuple of
+``(key, value)`` pairs (lists become tuples); spec.json stores them as an object.
+A spec whose family or protocol is randomised and that has no seed draws one, so
+spec.json always replays the same graph and the same protocol choices.
+"""
 
 from __future__ import annotations
 
 import json
+import secrets
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import networkx as nx
 
-from generator.errors import SpecError
+from generator.errors import SpecError, TopologyError
 from generator.faults import Fault, exactly_predictable, surviving_graph
-from generator.topologies import build_graph, parse_topology
+from generator.topologies import FAMILIES, build_graph, parse_topology_params
+from peer.protocols import PROTOCOLS as _PROTOCOL_CLASSES
 
-PROTOCOLS = ("v1",)
+PROTOCOLS = tuple(_PROTOCOL_CLASSES)
+# Protocol parameters and their defaults (all positive integers), e.g. {"gossip": {"fanout": 2}}.
+PROTOCOL_PARAMS: dict[str, dict[str, int]] = {name: dict(cls.params) for name, cls in _PROTOCOL_CLASSES.items()}
 DEFAULT_PORT = 7000
 
 
@@ -22,9 +34,13 @@ class PeerOptions:
     """Timing knobs handed to every peer (seconds)."""
 
     idle: float = 2.0
-    link_deadline: float = 60.0
+    # None: 60 s, or 0.5 s per peer when more (a thousand containers take minutes to start).
+    link_deadline: float | None = None
     max_runtime: float = 900.0
     handshake_timeout: float = 10.0
+
+    def link_deadline_for(self, n: int) -> float:
+        return self.link_deadline if self.link_deadline is not None else max(60.0, 0.5 * n)
 
 
 @dataclass(frozen=True)
@@ -38,6 +54,8 @@ class RunSpec:
     port: int = DEFAULT_PORT
     options: PeerOptions = field(default_factory=PeerOptions)
     faults: tuple[Fault, ...] = ()
+    params: tuple[tuple[str, Any], ...] = ()  # a mapping is accepted and normalised
+    allow_disconnected: bool = False
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -46,21 +64,85 @@ class RunSpec:
             raise SpecError(f"n must be positive, got {self.n}")
         if not 1 <= self.port <= 65535:
             raise SpecError(f"port out of range: {self.port}")
+        fam = FAMILIES.get(self.topology)
+        if fam is None:
+            raise SpecError(f"unknown topology {self.topology!r}; known: {', '.join(sorted(FAMILIES))}")
+        object.__setattr__(self, "params", self._normalise_params(fam))
+        if self.seed is None and (fam.random or _PROTOCOL_CLASSES[self.protocol].uses_seed):
+            object.__setattr__(self, "seed", secrets.randbelow(2**31))
+
+    def _normalise_params(self, fam) -> tuple[tuple[str, Any], ...]:
+        raw = self.params
+        try:
+            items = dict(raw.items() if isinstance(raw, Mapping) else raw)
+        except (TypeError, ValueError) as e:
+            raise SpecError(f"params must be a mapping or (key, value) pairs, got {raw!r}") from e
+        proto_defaults = PROTOCOL_PARAMS[self.protocol]
+        unknown = sorted(k for k in items if k not in proto_defaults and fam.param(k) is None)
+        if unknown:
+            raise SpecError(
+                f"unknown parameter{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: topology {fam.name} takes "
+                f"{', '.join(p.name for p in fam.params) or 'none'}, protocol {self.protocol} takes "
+                f"{', '.join(proto_defaults) or 'none'}"
+            )
+        topo = fam.coerce({k: v for k, v in items.items() if k not in proto_defaults})
+        proto = {}
+        for key, default in proto_defaults.items():
+            value = items.get(key, default)
+            try:
+                if isinstance(value, bool) or int(value) != float(value) or int(value) < 1:
+                    raise ValueError
+                value = int(value)
+            except (TypeError, ValueError):
+                raise SpecError(f"protocol {self.protocol}: {key} must be a positive integer, got {value!r}") from None
+            proto[key] = value
+        return tuple(sorted({**topo, **proto}.items()))
 
     @classmethod
-    def parse(cls, topology: str, n: int | None = None, **kwargs: Any) -> RunSpec:
-        """Build from CLI spellings: ``parse("mesh,7")`` or ``parse("mesh", 7)``."""
-        name, size = parse_topology(topology, n)
-        return cls(topology=name, n=size, **kwargs)
+    def parse(cls, topology: str, n: int | None = None, params: Mapping[str, Any] | None = None,
+              **kwargs: Any) -> RunSpec:
+        """Build from CLI spellings: ``parse("mesh,7")``, ``parse("mesh", 7)``, ``parse("er:p=0.2", 20)``,
+        ``parse("er", 20, params={"p": "0.2"})``. Protocol parameters (``fanout``, ``ttl``) go in
+        ``params`` too; anything neither the family nor the protocol takes is an error."""
+        params = dict(params or {})
+        protocol = kwargs.get("protocol", "v1")
+        proto_keys = PROTOCOL_PARAMS.get(protocol, {})
+        proto = {k: params.pop(k) for k in list(params) if k in proto_keys}
+        try:
+            name, size, topo = parse_topology_params(topology, n, params)
+        except TopologyError as e:
+            if "unknown parameter" in str(e):
+                raise TopologyError(f"{e}; protocol {protocol} takes {', '.join(proto_keys) or 'none'}") from e
+            raise
+        return cls(topology=name, n=size, params={**topo, **proto}, **kwargs)
 
     @property
     def name(self) -> str:
         """Short human name, e.g. ``mesh-5``."""
         return f"{self.topology}-{self.n}"
 
+    @property
+    def label(self) -> str:
+        """The name with the parameters, e.g. ``er-20 p=0.2`` or ``circulant-9 jumps=2,3``."""
+        shown = [f"{k}={_show(v)}" for k, v in self.params if k != "path"]
+        if self.topology == "file":
+            shown.insert(0, Path(dict(self.params)["path"]).name)
+        return " ".join([self.name, *shown])
+
+    def topology_params(self) -> dict[str, Any]:
+        """The family's parameters (defaults filled in)."""
+        proto = PROTOCOL_PARAMS[self.protocol]
+        return {k: v for k, v in self.params if k not in proto}
+
+    def protocol_params(self) -> dict[str, int]:
+        """The protocol's parameters (defaults filled in), e.g. ``{"fanout": 2}``."""
+        proto = PROTOCOL_PARAMS[self.protocol]
+        return {k: v for k, v in self.params if k in proto}
+
     def graph(self) -> nx.Graph:
         """The topology this spec describes."""
-        return build_graph(self.topology, self.n, seed=self.seed)
+        return build_graph(self.topology, self.n, seed=self.seed, params=self.topology_params(),
+                           allow_disconnected=self.allow_disconnected)
 
     def prediction_graph(self) -> nx.Graph:
         """The graph an exact prediction is made on: without peers killed at start."""
@@ -72,7 +154,9 @@ class RunSpec:
         return exactly_predictable(self.faults)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["params"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.params}
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
@@ -87,7 +171,7 @@ class RunSpec:
             opts = PeerOptions(**data.get("options", {}))
             faults = tuple(Fault.from_dict(f) for f in data.get("faults", ()))
             return cls(**{**data, "options": opts, "faults": faults})
-        except (TypeError, KeyError) as e:
+        except (TypeError, KeyError, TopologyError) as e:
             raise SpecError(f"malformed spec: {e}") from e
 
     @classmethod
@@ -99,3 +183,11 @@ class RunSpec:
 
     def write(self, path: Path) -> None:
         Path(path).write_text(self.to_json())
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    if isinstance(value, bool):
+        return str(int(value))
+    return str(value)

@@ -47,6 +47,8 @@ class PeerConfig:
     listen_fd: int | None = None
     protocol: str = "v1"
     seed: int | None = None
+    fanout: int = 2  # protocol gossip: neighbours each copy goes to
+    ttl: int = 3  # protocol ttl: forward only while len(hops) < ttl
     expect: int | None = None
     idle: float = 3.0
     link_deadline: float = 60.0
@@ -92,7 +94,7 @@ class Peer:
         self.cfg = cfg
         self.me = cfg.id
         self.links = {nb: Link(nb, h, p) for nb, (h, p) in sorted(cfg.neighbours.items())}
-        self.proto = PROTOCOLS[cfg.protocol](cfg.id, list(self.links), cfg.n, cfg.seed)
+        self.proto = PROTOCOLS[cfg.protocol](cfg.id, list(self.links), cfg.n, cfg.seed, fanout=cfg.fanout, ttl=cfg.ttl)
         self.recv = 0
         self.sent = 0
         self.errors = 0
@@ -350,15 +352,21 @@ class Peer:
                         flush=True,
                     )
                 waiting = [lk for lk in waiting if lk.state == "waiting"]
-            if not self.authored and not waiting and any(lk.state == "up" for lk in self.links.values()):
-                self._author()
+            if not self.authored and not waiting:
+                self._author()  # every link is up or given up on: flood over what there is
             if now - self._started >= cfg.max_runtime:
                 self._finish("max_runtime")
             elif self.authored and cfg.expect is not None and self.recv >= cfg.expect:
                 self._finish("expected")
             elif self.authored and now - self._last_activity >= cfg.idle:
+                silence = now - self._last_activity
                 lost = any(lk.state in ("failed", "closed") for lk in self.links.values())
-                if lost or not getattr(self.proto, "reaches_all", True) or len(self.authors_seen) >= cfg.n - 1:
+                if cfg.expect is None:
+                    if lost or not getattr(self.proto, "reaches_all", True) or len(self.authors_seen) >= cfg.n - 1:
+                        self._finish("idle")
+                elif lost and silence >= max(cfg.idle, cfg.link_deadline):
+                    # A neighbour that finished closes its link too, so a closed link alone
+                    # is no reason to give up on expected deliveries: only a long silence is.
                     self._finish("idle")
 
     def _read_control(self) -> None:

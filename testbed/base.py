@@ -53,10 +53,12 @@ class RunPlan:
         args = ["--id", str(peer.id), "--n", str(self.spec.n), "--protocol", self.spec.protocol]
         for nb in peer.neighbours:
             args += ["-p", f"{nb}={address(nb)}"]
-        args += ["--log-dir", log_dir, "--idle", f"{opts.idle:g}", "--link-deadline", f"{opts.link_deadline:g}"]
+        args += ["--log-dir", log_dir, "--idle", f"{opts.idle:g}", "--link-deadline", f"{opts.link_deadline_for(self.spec.n):g}"]
         args += ["--max-runtime", f"{opts.max_runtime:g}", "--handshake-timeout", f"{opts.handshake_timeout:g}"]
         if self.spec.seed is not None:
             args += ["--seed", str(self.spec.seed)]
+        for key, value in self.spec.protocol_params().items():  # e.g. --fanout 2, --ttl 3
+            args += [f"--{key}", str(value)]
         if peer.expect is not None:
             args += ["--expect", str(peer.expect)]
         if any(f.edges for f in self.spec.faults):
