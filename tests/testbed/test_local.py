@@ -67,3 +67,12 @@ def test_a_neighbour_that_never_comes_is_named(tmp_path):
         assert "link to peer 2" in stderr and "never came up" in stderr
     # 0 and 1 still exchanged their own messages over the link that came up (cycle-3 minus peer 2 = a line of 2).
     assert observed(plan.log_dir, 2)[0] == 2
+
+
+@pytest.mark.slow
+def test_cycle_200_is_exact_although_neighbours_finish_first(tmp_path):
+    # Regression: peers that got all they expect exit and close their links; their
+    # neighbours must keep waiting for their own expected deliveries, not give up.
+    plan, prediction, result = run_local(tmp_path, "cycle", 200)
+    assert result.failed_peers == []
+    assert observed(plan.log_dir, 200) == (79_600, prediction.bytes)
