@@ -42,6 +42,8 @@ def _row(run_dir: Path, s: dict[str, Any]) -> dict[str, Any]:
         "n": s["n"],
         "protocol": s["protocol"],
         "ok": s["ok"],
+        "prediction": s.get("prediction"),
+        "faults": s.get("faults", []),
         "deliveries": s["deliveries"],
         "expected_deliveries": s["expected_deliveries"],
         "bytes": s["bytes"],

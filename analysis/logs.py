@@ -194,8 +194,7 @@ def read_messages(path: Path, peer: int, n: int | None = None, block: int = BLOC
                 skipping = False
             if body:
                 count = body.count(b"\n")
-                if not _fast_block(body, peer, n, by_key, view):
-                    _slow_block(body, line_no, peer, n, by_sender, by_author, view_int, probs)
+                _account(body, count, line_no, peer, n, by_key, view, by_sender, by_author, view_int, probs)
                 line_no += count
     if carry and not skipping:
         probs.add(line_no + 1, f"torn last line (no trailing newline, {len(carry)} bytes), skipped")
@@ -227,6 +226,31 @@ def read_messages(path: Path, peer: int, n: int | None = None, block: int = BLOC
     return log
 
 
+SPLIT_LINES = 2048  # a failing block larger than this is split to find its bad lines
+
+
+def _account(body, count, line_no, peer, n, by_key, view, by_sender, by_author, view_int, probs) -> None:
+    """Count a block of whole lines: fast path, else split it (so a few bad lines do
+    not send a whole block down the slow path), else line by line."""
+    if _fast_block(body, peer, n, by_key, view):
+        return
+    if count <= SPLIT_LINES:
+        _slow_block(body, line_no, peer, n, by_sender, by_author, view_int, probs)
+        return
+    parts = 16
+    step = len(body) // parts
+    start = 0
+    for k in range(1, parts + 1):
+        end = len(body) if k == parts else body.find(b"\n", max(start, k * step)) + 1
+        if end <= start:
+            continue
+        part = body[start:end]
+        c = part.count(b"\n")
+        _account(part, c, line_no, peer, n, by_key, view, by_sender, by_author, view_int, probs)
+        line_no += c
+        start = end
+
+
 def _fast_block(body: bytes, peer: int, n: int | None, by_key: Counter, view: set) -> bool:
     """Account a block of whole lines if every line is a valid canonical message.
 
@@ -240,15 +264,32 @@ def _fast_block(body: bytes, peer: int, n: int | None, by_key: Counter, view: se
     flat = body.translate(_BRACKETS)  # hops "[a,b,c]" -> ",a,b,c,"
     if flat.find(b",%d," % peer) >= 0:  # receiver in a hop list
         return False
-    if _DUP.search(body) is not None:
-        return False
     tokens = flat.split(b",")
     ids = {int(t) for t in set(tokens) if t.isdigit()}  # every hop; authors are first hops
     if n is not None and ids and max(ids) >= n:
         return False
+    if _has_repeated_hop(body, flat, ids):
+        return False
     view |= _pairs(flat, tokens, ids - {peer}, view)
     by_key.update(zip(matches, map(len, body.split(b"\n"))))
     return True
+
+
+DUP_PER_ID = 12  # up to this many distinct ids, look for repeats id by id
+
+
+def _has_repeated_hop(body: bytes, flat: bytes, ids: set[int]) -> bool:
+    """True when some line's hop list names a peer twice.
+
+    With few ids, one literal-prefixed search per id (",d" then ",d," later on the
+    same line) is ~2.5x faster than the general back-reference pattern.
+    """
+    if len(ids) > DUP_PER_ID:
+        return _DUP.search(body) is not None
+    for d in ids:
+        if re.search(rb",%d(?=,)[^\n]*,%d," % (d, d), flat) is not None:
+            return True
+    return False
 
 
 PAIR_PREFIX = 1 << 17
@@ -422,8 +463,9 @@ def read_events(path: Path, peer: int) -> EventLog:
                     log.progress.append((t, int(rec["recv"]), int(rec["sent"])))
                 elif ev == "start":
                     if log.start is not None:
-                        probs.add(i, "second start event (log appended by two runs?)")
-                    log.start = rec
+                        probs.add(i, "second start event (peer restarted, or two runs in one log)")
+                    else:
+                        log.start = rec
                 elif ev == "summary":
                     if log.summary is not None:
                         probs.add(i, "second summary event")

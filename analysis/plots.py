@@ -19,8 +19,10 @@ import importlib.util
 import io
 import json
 import math
+import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,13 +36,15 @@ if TYPE_CHECKING:
 Edge = tuple[int, int]
 
 LABEL_LIMIT = 60  # above this many peers: no per-edge labels
-EDGE_LABEL_LIMIT = 120  # above this many links: no per-edge labels
+EDGE_LABEL_LIMIT = 64  # above this many links: no per-edge labels
 PER_PEER_LIMIT = 60  # above this many peers: no per-peer PNG/HTML
 BAR_LABEL_LIMIT = 150  # above this many pairs: no tick labels on the bar chart
 DPI = 150
+VIEW_DPI = 120  # per-peer pictures (many of them, shown as thumbnails in the report)
+POOL_MIN_PEERS = 6  # draw per-peer pictures in parallel from 2 * this many peers
 
 SEEN = "#2b4c7e"
-MISSING = "#b8b8b8"
+MISSING = "#a0a0a0"
 EXTRA = "#d62728"
 NODE_FACE = "#f2f2f2"
 NODE_EDGE = "#333333"
@@ -75,8 +79,7 @@ def make_plots(analysis: Analysis, progress: Callable[[str], Any] | None = None)
         _note(analysis, say, "timeline.png skipped: no progress events (original format)")
     if n <= PER_PEER_LIMIT:
         pos = layout(analysis)
-        for p in range(n):
-            written.append(_save(draw_worldview(analysis, p, pos), run_dir / "worldview" / f"peer-{p}.png"))
+        written.extend(_draw_worldviews(analysis, list(range(n)), pos))
         js = _vis_js()
         if js is None:
             _note(analysis, say, "per-peer HTML skipped: the pyvis package (source of vis-network) is not installed")
@@ -113,10 +116,35 @@ def _figure(w: float, h: float) -> Figure:
     return fig
 
 
-def png_bytes(fig: Figure) -> bytes:
+def png_bytes(fig: Figure, dpi: int = DPI) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI, facecolor="white")
+    fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
     return buf.getvalue()
+
+
+def _draw_worldview_files(analysis: Analysis, peers: list[int], pos) -> list[Path]:
+    out = analysis.run_dir / "worldview"
+    return [
+        atomic_write(out / f"peer-{p}.png", png_bytes(draw_worldview(analysis, p, pos), dpi=VIEW_DPI)) for p in peers
+    ]
+
+
+def _draw_worldviews(analysis: Analysis, peers: list[int], pos) -> list[Path]:
+    """worldview/peer-<id>.png for ``peers``; spread over one process per CPU when
+    there are many (each picture takes ~0.15 s)."""
+    workers = min(os.cpu_count() or 1, len(peers) // POOL_MIN_PEERS)
+    if workers > 1:
+        try:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            chunks = [peers[i::workers] for i in range(workers)]
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+                done = list(pool.map(_draw_worldview_files, [analysis] * workers, chunks, [pos] * workers))
+            return sorted((f for chunk in done for f in chunk), key=lambda f: int(f.stem.split("-")[1]))
+        except (OSError, ValueError, ImportError, RuntimeError):
+            pass  # no fork here: draw them in this process
+    return _draw_worldview_files(analysis, peers, pos)
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -229,7 +257,7 @@ class _LabelPlacer:
                 return False
         return True
 
-    def place(self, a: int, b: int, text: str, font: float) -> tuple[float, float, float]:
+    def place(self, a: int, b: int, text: str, font: float) -> tuple[float, float, float, float]:
         (x1, y1), (x2, y2) = self.pos[a], self.pos[b]
         ang = math.degrees(math.atan2(y2 - y1, x2 - x1))
         if ang > 90:
@@ -269,9 +297,60 @@ class _LabelPlacer:
             if best is not None and best[0] < 0.5:
                 break
         assert best is not None
-        box = best[1]
+        cost, box = best
         self.boxes.append(box)
-        return box[0], box[1], ang
+        return box[0], box[1], ang, cost
+
+
+@dataclass
+class _LabelPlan:
+    along: dict[Edge, tuple[float, float, float]]  # x, y, rotation
+    radial: dict[Edge, tuple[float, float, str]]  # angle, start radius, text
+    pad: float  # axes padding (data units) the radial labels need
+
+
+def _plan_labels(pos, texts: dict[Edge, str], n: int, circular: bool, axes_pt: float, pad: float,
+                 diam: float, font: float) -> _LabelPlan:
+    """Place edge labels along their edges; on a circle, a label that fits nowhere
+    along its edge (or a short link between circle neighbours) goes radially
+    outside the circle, naming its link, stacked outwards when angles coincide."""
+    unit_pt = axes_pt / (2 + 2 * pad)
+    r = diam / 2 / unit_pt
+    placer = _LabelPlacer(pos, unit_pt, r)
+    along: dict[Edge, tuple[float, float, float]] = {}
+    outside: list[Edge] = []
+    # Longer edges first: they have more room to move along.
+    for a, b in sorted(texts, key=lambda e: (-math.dist(pos[e[0]], pos[e[1]]), e)):
+        text = texts[(a, b)]
+        neighbours = (b - a) % n in (1, n - 1)
+        if circular and neighbours and _text_w(text, font) / unit_pt > 0.8 * (math.dist(pos[a], pos[b]) - 2 * r):
+            outside.append((a, b))
+            continue
+        x, y, ang, cost = placer.place(a, b, text, font)
+        if circular and cost >= 1:
+            placer.boxes.pop()
+            outside.append((a, b))
+        else:
+            along[(a, b)] = (x, y, ang)
+    node_angles = [math.atan2(p[1], p[0]) for p in pos.values()]
+    radial: dict[Edge, tuple[float, float, str]] = {}
+    stacks: dict[int, float] = {}
+    need = pad
+    for a, b in sorted(outside):
+        text = texts[(a, b)]
+        if (b - a) % n not in (1, n - 1) and "→" not in text:
+            text = f"{a}–{b}: {text}"
+        mx, my = (pos[a][0] + pos[b][0]) / 2, (pos[a][1] + pos[b][1]) / 2
+        th = math.atan2(my, mx)
+        gap = min(abs(math.remainder(th - t, 2 * math.pi)) for t in node_angles)
+        start = 1 + (0.3 * r if gap > 1.5 * r else 1.15 * r)
+        key = round(th * 1000)
+        rr = max(start, stacks.get(key, start))
+        width = (_text_w(text, font) + 4) / unit_pt
+        stacks[key] = rr + width
+        radial[(a, b)] = (th, rr, text)
+        need = max(need, rr + width - 1 + 4 / unit_pt)
+    return _LabelPlan(along, radial, need)
 
 
 # ---- traffic.png -----------------------------------------------------------------
@@ -290,14 +369,16 @@ def _undirected_traffic(analysis: Analysis) -> dict[Edge, tuple[int, int]]:
 
 
 def _totals_line(s: dict[str, Any]) -> str:
-    def vs(obs: int, exp: int | None, f: Callable[[Any], str]) -> str:
+    word = "upper bound" if s.get("prediction") == "upper_bound" else "predicted"
+
+    def vs(obs: int, exp: int | None, f: Callable[[Any], str], unit: str) -> str:
         if exp is None:
-            return f"{f(obs)} (no prediction)"
-        return f"{f(obs)} (predicted {f(exp)})" if obs != exp else f"{f(obs)} (as predicted)"
+            return f"{f(obs)}{unit} (no prediction)"
+        return f"{f(obs)}{unit} ({word} {f(exp)})" if obs != exp else f"{f(obs)}{unit} (as {word})"
 
     return (
-        f"{vs(s['deliveries'], s['expected_deliveries'], lambda x: fmt_int(x) + ' deliveries')}  ·  "
-        f"{vs(s['bytes'], s['expected_bytes'], fmt_bytes)}"
+        f"{vs(s['deliveries'], s['expected_deliveries'], fmt_int, ' deliveries')}  ·  "
+        f"{vs(s['bytes'], s['expected_bytes'], fmt_bytes, '')}"
     )
 
 
@@ -333,21 +414,13 @@ def draw_traffic(analysis: Analysis) -> Figure:
             else:
                 texts[(a, b)] = f"{a}→{b} {fmt_bytes(ab)}\n{b}→{a} {fmt_bytes(ba)}"
     axes_pt = min(ax_w * fig_w, ax_h * fig_h) * 72
-    # Labels of links between circle neighbours go radially outside the circle
-    # when they do not fit along the link; the axes are padded to hold them.
-    radial: set[Edge] = set()
+    circular = _circular(analysis)
     pad = 0.22
-    if texts and _circular(analysis):
-        for _ in range(2):
-            unit_pt = axes_pt / (2 + 2 * pad)
-            r = diam / 2 / unit_pt
-            radial = {
-                e for e, text in texts.items()
-                if (e[1] - e[0]) % n in (1, n - 1)
-                and _text_w(text, label_font) / unit_pt > 0.8 * (math.dist(pos[e[0]], pos[e[1]]) - 2 * r)
-            }
-            widest = max((_text_w(texts[e], label_font) for e in radial), default=0.0)
-            pad = max(0.22, 0.3 * r + (widest + 6) / unit_pt)
+    plan = _plan_labels(pos, texts, n, circular, axes_pt, pad, diam, label_font)
+    if plan.pad > pad:  # radial labels need room outside the circle: re-plan at the new scale
+        pad = plan.pad
+        plan = _plan_labels(pos, texts, n, circular, axes_pt, pad, diam, label_font)
+        pad = max(pad, plan.pad)
     _setup_graph_axes(ax, pos, pad)
     cmap = colors.LinearSegmentedColormap.from_list("traffic", ["#9ecae1", "#3182bd", "#08306b"])
     norm = colors.Normalize(vmin=0, vmax=vmax)
@@ -369,33 +442,21 @@ def draw_traffic(analysis: Analysis) -> Figure:
         )
     _draw_nodes(ax, pos, range(n), diam, font)
 
-    if texts:
-        unit_pt = axes_pt / (2 + 2 * pad)
-        r = diam / 2 / unit_pt
-        placer = _LabelPlacer(pos, unit_pt, r)
-        box = {"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.92}
-        # Longer edges first: they have more room to move along.
-        order = sorted(texts, key=lambda e: -math.dist(pos[e[0]], pos[e[1]]))
-        for a, b in order:
-            text = texts[(a, b)]
-            color = EXTRA if (a, b) not in true else "#111111"
-            if (a, b) in radial:
-                mx, my = (pos[a][0] + pos[b][0]) / 2, (pos[a][1] + pos[b][1]) / 2
-                th = math.atan2(my, mx)
-                rr = 1 + 0.3 * r
-                right = math.cos(th) >= -1e-9
-                ax.text(
-                    rr * math.cos(th), rr * math.sin(th), text, fontsize=label_font,
-                    ha="left" if right else "right", va="center",
-                    rotation=math.degrees(th) + (0 if right else 180), rotation_mode="anchor",
-                    zorder=5, linespacing=1.1, color=color, bbox=box,
-                )
-                continue
-            x, y, ang = placer.place(a, b, text, label_font)
-            ax.text(
-                x, y, text, fontsize=label_font, ha="center", va="center", rotation=ang,
-                rotation_mode="anchor", zorder=5, linespacing=1.1, color=color, bbox=box,
-            )
+    box = {"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.92}
+    for (a, b), (x, y, ang) in plan.along.items():
+        ax.text(
+            x, y, texts[(a, b)], fontsize=label_font, ha="center", va="center", rotation=ang,
+            rotation_mode="anchor", zorder=5, linespacing=1.1,
+            color=EXTRA if (a, b) not in true else "#111111", bbox=box,
+        )
+    for (a, b), (th, rr, text) in plan.radial.items():
+        right = math.cos(th) >= -1e-9
+        ax.text(
+            rr * math.cos(th), rr * math.sin(th), text, fontsize=label_font,
+            ha="left" if right else "right", va="center",
+            rotation=math.degrees(th) + (0 if right else 180), rotation_mode="anchor",
+            zorder=5, linespacing=1.1, color=EXTRA if (a, b) not in true else "#111111", bbox=box,
+        )
     if show_bar:
         cax = fig.add_axes((0.85, 0.2, 0.022, 0.55))
         cb = fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), cax=cax)
@@ -552,7 +613,7 @@ def draw_worldview(analysis: Analysis, peer: int, pos: dict[int, tuple[float, fl
     _setup_graph_axes(ax, pos, 0.18)
     diam, font = _node_style(n, side)
     if missing:
-        ax.add_collection(LineCollection(_segments(pos, missing), colors=MISSING, linewidths=1.1, linestyles=(0, (4, 3)), zorder=1))
+        ax.add_collection(LineCollection(_segments(pos, missing), colors=MISSING, linewidths=1.4, linestyles=(0, (4, 3)), zorder=1))
     w = 1.8 if n <= 12 else 1.2 if n <= 30 else 0.8
     if seen:
         ax.add_collection(LineCollection(_segments(pos, seen), colors=SEEN, linewidths=w, zorder=2))
@@ -586,7 +647,8 @@ def _vis_js() -> str | None:
             if path.is_file():
                 js = path.read_text(encoding="utf-8")
                 # Drop the source-map comment: nothing outside the page is ever referenced.
-                return "\n".join(ln for ln in js.splitlines() if not ln.startswith("//# sourceMappingURL"))
+                # (split on "\n" only: the script holds U+2028 and friends inside strings)
+                return "\n".join(ln for ln in js.split("\n") if not ln.startswith("//# sourceMappingURL"))
     return None
 
 

@@ -51,8 +51,8 @@ _TEMPLATE = """<!DOCTYPE html>
 
 <h2>Predicted vs observed</h2>
 <table class="kv">
-<tr><td>deliveries</td><td>{{ fmt_int(s.deliveries) }} observed</td><td>{{ fmt_int(s.expected_deliveries) }} predicted</td><td>{{ delta(s.deliveries, s.expected_deliveries) }}</td></tr>
-<tr><td>bytes</td><td>{{ fmt_int(s.bytes) }} observed</td><td>{{ fmt_int(s.expected_bytes) }} predicted</td><td>{{ delta(s.bytes, s.expected_bytes) }}</td></tr>
+<tr><td>deliveries</td><td>{{ fmt_int(s.deliveries) }} observed</td><td>{{ fmt_int(s.expected_deliveries) }} predicted{{ bound }}</td><td>{{ delta(s.deliveries, s.expected_deliveries) }}</td></tr>
+<tr><td>bytes</td><td>{{ fmt_int(s.bytes) }} observed</td><td>{{ fmt_int(s.expected_bytes) }} predicted{{ bound }}</td><td>{{ delta(s.bytes, s.expected_bytes) }}</td></tr>
 <tr><td>time to quiescence</td><td colspan="3">{{ fmt_seconds(s.time_to_quiescence) }}</td></tr>
 <tr><td>short peers</td><td colspan="3">{% if s.short_peers is none %}-{% elif s.short_peers %}{{ s.short_peers|join(", ") }}{% else %}none{% endif %}</td></tr>
 <tr><td>world views equal to the topology</td><td colspan="3">{{ s.worldview.complete|length }} of {{ s.n }}</td></tr>
@@ -67,7 +67,9 @@ _TEMPLATE = """<!DOCTYPE html>
 {% endfor %}
 </table>
 {% else %}<p>No <code>spec.json</code>: topology {{ s.topology }}, n = {{ s.n }}, protocol {{ s.protocol }}.</p>{% endif %}
+{% if s.faults %}<p>Faults: {% for f in s.faults %}<code>{{ f }}</code> {% endfor %}</p>{% endif %}
 {% if s.inferred %}<p>Inferred:</p><ul>{% for i in s.inferred %}<li>{{ i }}</li>{% endfor %}</ul>{% endif %}
+{% if s.notes %}<p>Notes:</p><ul>{% for i in s.notes %}<li>{{ i }}</li>{% endfor %}</ul>{% endif %}
 
 <h2>Problems found</h2>
 {% if problems %}
@@ -179,6 +181,7 @@ def render_report(analysis: Analysis, images: list[Path] | None = None) -> str:
     return tpl.render(
         s=s,
         name=analysis.name,
+        bound=" (upper bound)" if s.get("prediction") == "upper_bound" else "",
         log_dir=str(analysis.log_dir),
         verdict=verdict,
         verdict_class="ok" if verdict == "OK" else "bad" if verdict == "NOT OK" else "unk",

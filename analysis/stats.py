@@ -9,6 +9,7 @@ cross-checked against that, and any disagreement is reported.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from generator.spec import RunSpec
 from generator.topologies import FAMILIES, build_graph
 
 Edge = tuple[int, int]
+PREDICTION_CAP = 1_000_000  # path enumeration budget (at least 4x the deliveries observed)
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,8 @@ def analyse(
     found = L.scan(log_dir)
     if not found.ids:
         raise AnalysisError(f"no peer logs (<id>.txt, <id>.traffic.txt, <id>.events.jsonl) in {log_dir}")
-    inferred: list[str] = []
+    inferred: list[str] = []  # facts taken from the logs rather than a spec
+    notes: list[str] = []  # about the prediction
     problems: list[L.LogProblem] = []
 
     spec_path = run_dir / "spec.json"
@@ -153,15 +156,35 @@ def analyse(
 
     # ---- prediction ---------------------------------------------------------
     prediction: Prediction | None = None
+    prediction_kind: str | None = None
+    faults = tuple(spec.faults) if spec is not None else ()
     if protocol == "v1":
+        # Faults declared at start (kills, partitions for good) leave plain v1 on the
+        # surviving graph; any later fault makes that prediction an upper bound.
+        pgraph = spec.prediction_graph() if spec is not None else graph
+        same = pgraph.number_of_nodes() == graph.number_of_nodes() and pgraph.number_of_edges() == graph.number_of_edges()
+        family = topology if topology in FAMILIES and same else None
+        # Enumerating paths (no closed form) costs about as much per delivery as
+        # reading one; past a cap tied to what was observed, give up on a prediction.
+        seen = sum(pl.messages.deliveries for pl in peers.values())
+        cap = max(PREDICTION_CAP, 4 * seen)
         try:
-            prediction = predict(graph, family=topology if topology in FAMILIES else None)
+            prediction = predict(pgraph, family=family, cap=cap)
+            exact = spec.exactly_predictable if spec is not None else True
+            prediction_kind = "exact" if exact else "upper_bound"
+            if not same:
+                notes.append("prediction made on the graph left after the faults declared at start")
+            if not exact:
+                notes.append("faults during the run: the prediction is an upper bound, not exact")
         except PredictionTooLarge as e:
-            inferred.append(f"no prediction: {e}")
+            notes.append(f"no prediction: {e}")
     else:
-        inferred.append(f"no prediction for protocol {protocol} (only v1 is predicted)")
+        notes.append(f"no prediction for protocol {protocol} (only v1 is predicted)")
     if prediction is not None and spec is None:
-        inferred.append("expected values are computed on the inferred topology")
+        notes.append("expected values are computed on the inferred topology")
+    # Peers a fault killed or restarted may lack a summary, a traffic file or even
+    # logs, and may have torn a line: expected, reported, not held against the run.
+    faulted = {p for f in faults if f.action in ("kill", "restart") for p in f.peers}
 
     # ---- observed flows -----------------------------------------------------
     observed: dict[Edge, Flow] = {}
@@ -225,7 +248,8 @@ def analyse(
                 }
             )
         for rec in ev.link_failures:
-            link_failures.append({"peer": p, "t": rec.get("t"), "nbr": rec.get("nbr"), "reason": rec.get("reason")})
+            link_failures.append({"peer": p, "t": rec.get("t"), "nbr": rec.get("nbr"), "reason": rec.get("reason"),
+                                  "due_to_fault": rec.get("nbr") in faulted})
         out = sent.get(p, zero)
         summ = ev.summary or {}
         exp = exp_in.get(p, zero) if prediction else None
@@ -259,13 +283,18 @@ def analyse(
     short = (
         [r["id"] for r in peer_rows if r["received"] < r["expected_received"]] if prediction is not None else None
     )
-    problem_dicts = [pr.to_dict() for pr in problems]
+    problem_dicts = []
+    for pr in problems:
+        d = pr.to_dict()
+        owner = _peer_of(pr.file)
+        d["due_to_fault"] = owner in faulted
+        problem_dicts.append(d)
     ok = (
         protocol == "v1"
         and prediction is not None
         and deliveries == prediction.deliveries
         and nbytes == prediction.bytes
-        and not problem_dicts
+        and not any(not d["due_to_fault"] for d in problem_dicts)
         and not errors
     )
     summary: dict[str, Any] = {
@@ -273,9 +302,12 @@ def analyse(
         "topology": topology,
         "n": n,
         "protocol": protocol,
-        "spec": spec.to_dict() if spec else None,
+        "spec": json.loads(spec.to_json()) if spec else None,
+        "faults": [str(f) for f in faults],
+        "prediction": prediction_kind,
         "format": "original" if original else "p2p",
         "inferred": inferred,
+        "notes": notes,
         "ok": ok,
         "deliveries": deliveries,
         "expected_deliveries": prediction.deliveries if prediction else None,
@@ -324,6 +356,11 @@ def analyse(
 
 
 # ---- helpers -------------------------------------------------------------------
+
+
+def _peer_of(file: str) -> int | None:
+    head = file.split(".", 1)[0]
+    return int(head) if head.isdigit() else None
 
 
 def _n_from_start_events(found: L.LogDir) -> int | None:
@@ -455,22 +492,34 @@ def _verdict(s: dict[str, Any]) -> str:
         return "OK"
     if s["protocol"] != "v1" or s["expected_deliveries"] is None:
         return "NOT CHECKED (no prediction)"
+    if s["prediction"] == "upper_bound":
+        return "BELOW UPPER BOUND (faults)" if s["deliveries"] < s["expected_deliveries"] else "NOT OK"
     return "NOT OK"
 
 
-def _vs(obs: int, exp: int | None, fmt: Callable[[Any], str] = fmt_int) -> str:
+def _vs(obs: int, exp: int | None, fmt: Callable[[Any], str] = fmt_int, bound: bool = False) -> str:
     if exp is None:
         return f"{fmt(obs)} observed (no prediction)"
+    what = "predicted upper bound" if bound else "predicted"
     if obs == exp:
-        return f"{fmt(obs)} observed = predicted"
+        return f"{fmt(obs)} observed = {what}"
     delta = obs - exp
     pct = f", {100 * obs / exp:.1f} %" if exp else ""
-    return f"{fmt(obs)} observed, {fmt(exp)} predicted ({'+' if delta > 0 else ''}{delta:,}{pct})"
+    return f"{fmt(obs)} observed, {fmt(exp)} {what} ({'+' if delta > 0 else ''}{delta:,}{pct})"
 
 
-def _peer_table(s: dict[str, Any], full: bool) -> str:
+SUMMARY_PEER_ROWS = 40
+
+
+def _peer_table(s: dict[str, Any], full: bool, limit: int | None = None) -> str:
+    """Per-peer table; with ``limit``, short peers first, then the lowest ids."""
+    peers = s["peers"]
+    if limit is not None and len(peers) > limit:
+        short = set(s["short_peers"] or [])
+        peers = sorted(peers, key=lambda r: (r["id"] not in short, r["id"]))[:limit]
+        peers.sort(key=lambda r: r["id"])
     rows = []
-    for r in s["peers"]:
+    for r in peers:
         short = r["expected_received"] is not None and r["received"] < r["expected_received"]
         row = [
             r["id"],
@@ -488,7 +537,7 @@ def _peer_table(s: dict[str, Any], full: bool) -> str:
         ]
         if full:
             view = "complete" if not r["view_missing"] and not r["view_extra"] else (
-                f"-{r['view_missing']} +{r['view_extra']}"
+                f"{r['view_missing']} missing, {r['view_extra']} extra"
             )
             row.append(view)
         row.append("SHORT" if short else "")
@@ -501,22 +550,33 @@ def _peer_table(s: dict[str, Any], full: bool) -> str:
         headers.append("world view")
     headers.append("")
     align = "r" * 8 + "lrll" if full else "r" * 6 + "lrl"
-    return table(headers, rows, align)
+    text = table(headers, rows, align)
+    if len(peers) < len(s["peers"]):
+        text += f"\n... {len(s['peers']) - len(peers)} more peers in stats.txt"
+    return text
 
 
 def _problem_lines(s: dict[str, Any], limit: int | None) -> list[str]:
     out = []
-    items = [f"{p['file']}{':' + str(p['line']) if p['line'] is not None else ''}: {p['problem']}" for p in s["log_problems"]]
+    items = [
+        f"{p['file']}{':' + str(p['line']) if p['line'] is not None else ''}: {p['problem']}"
+        + (" (expected: fault)" if p.get("due_to_fault") else "")
+        for p in s["log_problems"]
+    ]
     items += [
         f"peer {e['peer']}: protocol error on link {e['nbr'] if e['nbr'] is not None else '?'}: {e['reason']}"
         + (f" ({e['detail']})" if e["detail"] else "")
         for e in s["errors"]
     ]
-    items += [f"peer {e['peer']}: link to {e['nbr']} failed: {e['reason']}" for e in s["link_failures"]]
+    items += [
+        f"peer {e['peer']}: link to {e['nbr']} failed: {e['reason']}"
+        + (" (expected: fault)" if e.get("due_to_fault") else "")
+        for e in s["link_failures"]
+    ]
     items += [
         f"peer {d['peer']}: {d['source']} says {d['what']}"
         + (f" (link {d['nbr']})" if d["nbr"] is not None else "")
-        + f" = {d['logged']}, the receivers' logs say {d['observed']}"
+        + f" = {d['logged']}, the message logs (<id>.txt) say {d['observed']}"
         for d in s["disagreements"]
     ]
     if limit is not None and len(items) > limit:
@@ -529,18 +589,22 @@ def _problem_lines(s: dict[str, Any], limit: int | None) -> list[str]:
 def format_summary(analysis: Analysis) -> str:
     """Short text for the terminal."""
     s = analysis.summary
+    bound = s["prediction"] == "upper_bound"
     lines = [
         f"run {s['run_id']}: {s['topology']}-{s['n']}, protocol {s['protocol']} -- {_verdict(s)}",
-        f"  deliveries: {_vs(s['deliveries'], s['expected_deliveries'])}",
-        f"  bytes:      {_vs(s['bytes'], s['expected_bytes'])}",
+        f"  deliveries: {_vs(s['deliveries'], s['expected_deliveries'], bound=bound)}",
+        f"  bytes:      {_vs(s['bytes'], s['expected_bytes'], bound=bound)}",
     ]
+    if s["faults"]:
+        lines.append(f"  faults: {' '.join(s['faults'])}")
     if s["time_to_quiescence"] is not None:
         lines.append(f"  time to quiescence: {fmt_seconds(s['time_to_quiescence'])}")
     for note in s["inferred"]:
         lines.append(f"  inferred: {note}")
-    if s["n"] <= 40:
-        lines.append("")
-        lines.append(_peer_table(s, full=False))
+    for note in s["notes"]:
+        lines.append(f"  note: {note}")
+    lines.append("")
+    lines.append(_peer_table(s, full=False, limit=SUMMARY_PEER_ROWS))
     if s["short_peers"]:
         lines.append("")
         sp = s["short_peers"]
@@ -562,21 +626,26 @@ def format_summary(analysis: Analysis) -> str:
 def format_stats(analysis: Analysis) -> str:
     """The content of stats.txt."""
     s = analysis.summary
+    bound = s["prediction"] == "upper_bound"
     spec = s["spec"]
     out = [f"Run {s['run_id']}: {s['topology']}-{s['n']}, protocol {s['protocol']} -- {_verdict(s)}", ""]
     if spec:
-        opts = ", ".join(f"{k} {v:g}" for k, v in spec["options"].items())
+        opts = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in spec["options"].items())
+        seed = "-" if spec.get("seed") is None else spec["seed"]
         out.append(f"spec: topology {spec['topology']}, n {spec['n']}, protocol {spec['protocol']}, "
-                   f"seed {spec['seed']}, port {spec['port']}; peer options: {opts}")
+                   f"seed {seed}, port {spec.get('port')}; peer options: {opts}")
     else:
         out.append("spec: none (inferred from the logs)")
     out.append(f"logs: {analysis.log_dir} ({s['format']} format)")
     for note in s["inferred"]:
         out.append(f"inferred: {note}")
+    for note in s["notes"]:
+        out.append(f"note: {note}")
     out += [
         "",
-        f"deliveries          {_vs(s['deliveries'], s['expected_deliveries'])}",
-        f"bytes               {_vs(s['bytes'], s['expected_bytes'], lambda x: f'{x:,}')}",
+        f"deliveries          {_vs(s['deliveries'], s['expected_deliveries'], bound=bound)}",
+        f"bytes               {_vs(s['bytes'], s['expected_bytes'], lambda x: f'{x:,}', bound=bound)}",
+        f"faults              {' '.join(s['faults']) or 'none'}",
         f"time to quiescence  {fmt_seconds(s['time_to_quiescence'])}",
         f"short peers         {'-' if s['short_peers'] is None else (', '.join(map(str, s['short_peers'])) or 'none')}",
         f"world views         {len(s['worldview']['complete'])}/{s['n']} equal to the topology",
