@@ -289,6 +289,13 @@ def analyse(
         owner = _peer_of(pr.file)
         d["due_to_fault"] = owner in faulted
         problem_dicts.append(d)
+    missing = None
+    if prediction is not None and protocol == "v1" and (deliveries != prediction.deliveries or faults):
+        from analysis.missing import missing_report
+
+        missing = missing_report(pgraph, log_dir, n)
+        if missing is None:
+            notes.append("too many predicted deliveries to list the missing ones")
     ok = (
         protocol == "v1"
         and prediction is not None
@@ -326,6 +333,8 @@ def analyse(
         "errors": errors,
         "link_failures": link_failures,
         "disagreements": disagreements,
+        "missing_deliveries": None if missing is None else missing["missing_count"],
+        "unexpected_deliveries": None if missing is None else missing["unexpected_count"],
     }
     analysis = Analysis(
         run_dir=run_dir,
@@ -343,6 +352,9 @@ def analyse(
         f"(read {t_read - t_start:.2f} s, total {time.perf_counter() - t_start:.2f} s)"
     )
     if write:
+        if missing is not None:
+            atomic_write(run_dir / "missing.json", dump_json(missing))
+            analysis.files.append(run_dir / "missing.json")
         atomic_write(run_dir / "summary.json", dump_json(summary))
         atomic_write(run_dir / "stats.txt", format_stats(analysis))
         from analysis.worldview import write_worldview
@@ -605,6 +617,12 @@ def format_summary(analysis: Analysis) -> str:
         lines.append(f"  note: {note}")
     lines.append("")
     lines.append(_peer_table(s, full=False, limit=SUMMARY_PEER_ROWS))
+    if s.get("missing_deliveries") is not None:
+        lines.append(
+            f"  missing deliveries (author, path) listed in missing.json: {fmt_int(s['missing_deliveries'])}"
+            f" (predicted - observed = {fmt_int(s['expected_deliveries'] - s['deliveries'])}); "
+            f"unexpected: {fmt_int(s['unexpected_deliveries'])}"
+        )
     if s["short_peers"]:
         lines.append("")
         sp = s["short_peers"]

@@ -9,7 +9,7 @@ from pathlib import Path
 from generator.errors import P2PError
 from generator.faults import Fault
 from generator.predict import PredictionTooLarge, predict, quick_deliveries
-from generator.spec import PROTOCOLS, PeerOptions, RunSpec
+from generator.spec import PROTOCOL_PARAMS, PROTOCOLS, PeerOptions, RunSpec
 from generator.topologies import FAMILIES
 from testbed.base import Progress, prepare_run
 
@@ -21,11 +21,29 @@ EXIT_ERROR = 2
 def _add_spec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--topology", "-t", default="mesh",
-        help=f"family, optionally with size: {', '.join(sorted(FAMILIES))} (e.g. mesh or mesh,7; default mesh)",
+        help=f"family, optionally with size and parameters: {', '.join(sorted(FAMILIES))} (e.g. mesh, mesh,7, "
+             "circulant:2,3, er:p=0.2,20, file:net.graphml; `p2p topologies` lists them; default mesh)",
     )
     p.add_argument("-n", type=int, default=None, help="number of peers (default 5)")
     p.add_argument("--protocol", default="v1", choices=PROTOCOLS, help="gossip protocol (default v1)")
-    p.add_argument("--seed", type=int, default=None, help="seed for randomised topologies/protocols")
+    p.add_argument("--seed", type=int, default=None, help="seed for randomised topologies/protocols "
+                                                          "(drawn and recorded in spec.json when needed and not given)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="topology or protocol parameter, repeatable: p=0.2, rows=3, fanout=2, ttl=3")
+    p.add_argument("--allow-disconnected", action="store_true", help="accept a topology that is not connected")
+
+
+def _params(items: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items or ():
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise P2PError(f"--param expects KEY=VALUE, got {item!r}")
+        key = key.strip().lower()
+        if key in out and out[key] != value.strip():
+            raise P2PError(f"--param {key} given twice")
+        out[key] = value.strip()
+    return out
 
 
 def _spec_from(args: argparse.Namespace) -> RunSpec:
@@ -33,7 +51,9 @@ def _spec_from(args: argparse.Namespace) -> RunSpec:
         **{k: v for k, v in (("idle", args.idle), ("link_deadline", args.link_deadline)) if v is not None}
     ) if hasattr(args, "idle") else PeerOptions()
     faults = tuple(Fault.parse(f) for f in getattr(args, "fault", None) or ())
-    return RunSpec.parse(args.topology, args.n, protocol=args.protocol, seed=args.seed, options=opts, faults=faults)
+    return RunSpec.parse(args.topology, args.n, protocol=args.protocol, seed=args.seed, options=opts, faults=faults,
+                         params=_params(getattr(args, "param", [])),
+                         allow_disconnected=getattr(args, "allow_disconnected", False))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
                                      "(only those of one run with --run). Nothing without that label is touched.")
     cln.add_argument("--run", metavar="RUN_ID", default=None, help="only this run's objects")
     cln.set_defaults(func=cmd_clean)
+
+    top = sub.add_parser("topologies", help="list the topology families, their parameters and defaults")
+    top.set_defaults(func=cmd_topologies)
+    from testbed.sweep import add_sweep_parser
+
+    add_sweep_parser(sub)
     return parser
 
 
@@ -101,6 +127,8 @@ def predict_for(spec: RunSpec, limit: int, force: bool, progress: Progress):
     """
     graph = spec.prediction_graph()
     family = spec.topology if _same_graph(graph, spec) else None
+    if spec.protocol != "v1":
+        return _predict_protocol_for(spec, graph, family, limit, force, progress)
     try:
         total = quick_deliveries(graph, family, cap=limit)
     except PredictionTooLarge as e:
@@ -118,6 +146,28 @@ def predict_for(spec: RunSpec, limit: int, force: bool, progress: Progress):
     except PredictionTooLarge as e:
         progress.message(f"{spec.name}: {e}; running without a prediction")
         return None
+
+
+def _predict_protocol_for(spec: RunSpec, graph, family, limit: int, force: bool, progress: Progress):
+    """Non-v1 protocols: refuse runaways; return a per-edge ``Prediction`` only when it is exact
+    (so peers get --expect), else None after saying what is predicted."""
+    from generator.protocol_predict import predict_protocol
+
+    try:
+        pp = predict_protocol(graph, spec, cap=limit, family=family, full_graph=spec.graph())
+    except PredictionTooLarge as e:
+        if not force:
+            raise P2PError(f"{spec.name} ({spec.protocol}): {e}; refusing to run (use --force to run anyway, "
+                           "without a prediction)") from e
+        progress.message(f"{spec.name} ({spec.protocol}): {e}; running without a prediction (--force)")
+        return None
+    if pp.upper_bound is not None and pp.upper_bound > limit and not force:
+        raise P2PError(f"{spec.name} ({spec.protocol}) may make up to {pp.upper_bound:,} deliveries (limit "
+                       f"{limit:,}); refusing to run. Use --force to run anyway, or pick a smaller size.")
+    if pp.exact:
+        return pp.detail
+    progress.message(f"{spec.name} predicted {pp.describe()}; peers exit on idle")
+    return None
 
 
 def _same_graph(graph, spec: RunSpec) -> bool:
@@ -165,7 +215,9 @@ def _analyse(run_dir: Path, plots: bool) -> bool:
 
     result = run_analysis(run_dir, plots=plots, progress=lambda text: print(text, file=sys.stderr))
     print(format_summary(result))
-    return bool(result.ok)
+    # With faults during the run the prediction is only an upper bound: a shortfall is
+    # the experiment's result (listed in missing.json), not a failure of the testbed.
+    return bool(result.ok) or result.summary.get("prediction") == "upper_bound"
 
 
 def cmd_analyse(args: argparse.Namespace) -> int:
@@ -177,6 +229,19 @@ def cmd_analyse(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     spec = _spec_from(args)
     graph = spec.graph()
+    if spec.protocol != "v1":
+        from generator.protocol_predict import predict_protocol
+
+        print(f"{spec.label} ({spec.protocol}): {graph.number_of_nodes()} peers, {graph.number_of_edges()} links")
+        try:
+            pp = predict_protocol(graph, spec, family=spec.topology)
+        except PredictionTooLarge as e:
+            print(f"not computed ({e})")
+            return 0
+        print(pp.describe())
+        for peer, frames in sorted((pp.per_peer_frames or {}).items()):
+            print(f"  peer {peer}: receives {frames:,} frames")
+        return 0
     total = quick_deliveries(graph, spec.topology)
     print(f"{spec.name} ({spec.protocol}): {graph.number_of_nodes()} peers, {graph.number_of_edges()} links")
     print(f"deliveries: {total:,}")
@@ -205,6 +270,17 @@ def cmd_render(args: argparse.Namespace) -> int:
     print(r.compose_file)
     print("next: docker compose up    (needs image p2p-peer:latest: docker/build-image.sh; "
           "afterwards: p2p analyse, docker compose down)")
+    return 0
+
+
+def cmd_topologies(args: argparse.Namespace) -> int:
+    from generator.topologies import describe_families
+
+    print(describe_families())
+    print("\nSpelling: NAME | NAME,N | NAME:KEY=VALUE,...,N | NAME:BARE,... (list parameter); or --param KEY=VALUE.")
+    print("Protocol parameters: " + "; ".join(
+        f"{p}: " + (", ".join(f"{k} (default {v})" for k, v in d.items()) or "none")
+        for p, d in PROTOCOL_PARAMS.items()))
     return 0
 
 

@@ -56,3 +56,20 @@ def test_partition_from_start_is_predicted_exactly(tmp_path):
     assert prediction.deliveries == 30
     assert sum(map(len, logs.values())) == 30
     assert result.failed_peers == []
+
+
+def test_analysis_lists_exactly_the_deliveries_a_mid_run_kill_lost(tmp_path):
+    from analysis.stats import analyse
+
+    plan, prediction, result = run_with_faults(tmp_path, "mesh", 7, ["kill:3@deliveries=3000"])
+    a = analyse(plan.run_dir)
+    s = a.summary
+    assert s["prediction"] == "upper_bound"
+    assert s["deliveries"] < s["expected_deliveries"] == 13_692
+    assert s["missing_deliveries"] == s["expected_deliveries"] - s["deliveries"] > 0
+    assert s["unexpected_deliveries"] == 0
+    import json
+    missing = json.loads((plan.run_dir / "missing.json").read_text())
+    # Every missing delivery is a simple path of the mesh; paths through the killed peer dominate.
+    assert all(len(set(m["path"])) == len(m["path"]) and m["path"][0] == m["author"] for m in missing["missing"])
+    assert all(3 in m["path"] for m in missing["missing"])
