@@ -108,6 +108,25 @@ class LineError(ValueError):
     """A log line that is not a valid message."""
 
 
+# The dedup flood legitimately sends a peer hop lists that name it; v1 never does.
+# Set for the duration of one analysis (module state so that reader processes forked
+# by read_all inherit it) by ``receiver_in_hops_allowed``.
+RECEIVER_IN_HOPS_OK = False
+
+
+class receiver_in_hops_allowed:  # noqa: N801 - used as a context manager
+    def __init__(self, allowed: bool) -> None:
+        self.allowed = allowed
+
+    def __enter__(self) -> None:
+        global RECEIVER_IN_HOPS_OK
+        self.saved, RECEIVER_IN_HOPS_OK = RECEIVER_IN_HOPS_OK, self.allowed
+
+    def __exit__(self, *exc: object) -> None:
+        global RECEIVER_IN_HOPS_OK
+        RECEIVER_IN_HOPS_OK = self.saved
+
+
 def parse_line(line: bytes, receiver: int, n: int | None = None) -> tuple[int, list[int]]:
     """Parse and check one message line (without its newline): ``(author, hops)``.
 
@@ -140,7 +159,7 @@ def parse_line(line: bytes, receiver: int, n: int | None = None) -> tuple[int, l
         bad = [h for h in hops if h >= n]
         if bad:
             raise LineError(f"peer id {bad[0]} out of range (n={n})")
-    if receiver in hops:
+    if receiver in hops and not RECEIVER_IN_HOPS_OK:
         raise LineError(f"receiver {receiver} already in hops {hops}")
     if len(set(hops)) != len(hops):
         raise LineError(f"hop list repeats a peer: {hops}")
@@ -262,7 +281,7 @@ def _fast_block(body: bytes, peer: int, n: int | None, by_key: Counter, view: se
     if len(matches) != count:
         return False
     flat = body.translate(_BRACKETS)  # hops "[a,b,c]" -> ",a,b,c,"
-    if flat.find(b",%d," % peer) >= 0:  # receiver in a hop list
+    if not RECEIVER_IN_HOPS_OK and flat.find(b",%d," % peer) >= 0:  # receiver in a hop list
         return False
     tokens = flat.split(b",")
     ids = {int(t) for t in set(tokens) if t.isdigit()}  # every hop; authors are first hops

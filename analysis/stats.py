@@ -102,7 +102,11 @@ def analyse(
         n = _n_from_start_events(found)
 
     ids = sorted(set(found.ids) | set(range(n or 0)))
-    peers = L.read_all(log_dir, ids, n, workers=workers)
+    from peer.protocols import PROTOCOLS as PROTOCOL_CLASSES
+
+    own_id_ok = spec is not None and getattr(PROTOCOL_CLASSES.get(spec.protocol), "accepts_own_id", False)
+    with L.receiver_in_hops_allowed(own_id_ok):
+        peers = L.read_all(log_dir, ids, n, workers=workers)
     t_read = time.perf_counter()
     for p in ids:
         problems.extend(peers[p].problems)
@@ -156,6 +160,7 @@ def analyse(
 
     # ---- prediction ---------------------------------------------------------
     prediction: Prediction | None = None
+    deliveries_only: int | None = None  # exact deliveries when nothing else is predicted (flood)
     prediction_kind: str | None = None
     faults = tuple(spec.faults) if spec is not None else ()
     if protocol == "v1":
@@ -178,8 +183,25 @@ def analyse(
                 notes.append("faults during the run: the prediction is an upper bound, not exact")
         except PredictionTooLarge as e:
             notes.append(f"no prediction: {e}")
+    elif spec is not None:
+        from generator.protocol_predict import predict_protocol
+
+        pgraph = spec.prediction_graph()
+        try:
+            pp = predict_protocol(pgraph, spec, full_graph=graph)
+        except PredictionTooLarge as e:
+            pp = None
+            notes.append(f"no prediction: {e}")
+        if pp is not None and pp.detail is not None:
+            prediction = pp.detail
+            prediction_kind = "exact" if spec.exactly_predictable else "upper_bound"
+        elif pp is not None and pp.deliveries is not None:
+            deliveries_only = pp.deliveries
+            notes.append(f"{protocol}: {pp.note}")
+        elif pp is not None:
+            notes.append(f"no exact prediction for protocol {protocol}: {pp.note}")
     else:
-        notes.append(f"no prediction for protocol {protocol} (only v1 is predicted)")
+        notes.append(f"no prediction for protocol {protocol} without a spec")
     if prediction is not None and spec is None:
         notes.append("expected values are computed on the inferred topology")
     # Peers a fault killed or restarted may lack a summary, a traffic file or even
@@ -296,8 +318,13 @@ def analyse(
         missing = missing_report(pgraph, log_dir, n)
         if missing is None:
             notes.append("too many predicted deliveries to list the missing ones")
+    if deliveries_only is not None:
+        prediction_kind = "deliveries" if spec is None or spec.exactly_predictable else "upper_bound"
     ok = (
-        protocol == "v1"
+        deliveries_only is not None and prediction_kind == "deliveries" and deliveries == deliveries_only
+        and not errors
+    ) or (
+        prediction_kind in ("exact", "upper_bound")
         and prediction is not None
         and deliveries == prediction.deliveries
         and nbytes == prediction.bytes
@@ -317,7 +344,7 @@ def analyse(
         "notes": notes,
         "ok": ok,
         "deliveries": deliveries,
-        "expected_deliveries": prediction.deliveries if prediction else None,
+        "expected_deliveries": prediction.deliveries if prediction else deliveries_only,
         "bytes": nbytes,
         "expected_bytes": prediction.bytes if prediction else None,
         "time_to_quiescence": ttq,
@@ -502,7 +529,7 @@ def _timeline(peers: dict[int, L.PeerLogs]) -> tuple[dict[int, list[tuple[float,
 def _verdict(s: dict[str, Any]) -> str:
     if s["ok"]:
         return "OK"
-    if s["protocol"] != "v1" or s["expected_deliveries"] is None:
+    if s["expected_deliveries"] is None:
         return "NOT CHECKED (no prediction)"
     if s["prediction"] == "upper_bound":
         return "BELOW UPPER BOUND (faults)" if s["deliveries"] < s["expected_deliveries"] else "NOT OK"

@@ -152,8 +152,14 @@ def _cycle_edges(n: int) -> dict[tuple[int, int], Flow]:
     return out
 
 
-def enumerate_edges(graph: nx.Graph, cap: int = DEFAULT_CAP) -> dict[tuple[int, int], Flow]:
-    """Brute force: walk every simple path from every author (reference and fallback)."""
+def enumerate_edges(
+    graph: nx.Graph, cap: int = DEFAULT_CAP, max_hops: int | None = None
+) -> dict[tuple[int, int], Flow]:
+    """Brute force: walk every simple path from every author (reference and fallback).
+
+    ``max_hops`` (protocol ttl): only frames whose hop list has at most that many
+    entries, i.e. simple paths of at most ``max_hops`` links.
+    """
     adj = {u: sorted(graph.neighbors(u)) for u in graph.nodes}
     d = {u: digits(u) for u in graph.nodes}
     frames: dict[tuple[int, int], int] = defaultdict(int)
@@ -177,6 +183,8 @@ def enumerate_edges(graph: nx.Graph, cap: int = DEFAULT_CAP) -> dict[tuple[int, 
                 raise PredictionTooLarge(f"more than {cap:,} deliveries predicted (simple paths enumerated)")
             frames[(u, v)] += 1
             nbytes[(u, v)] += 20 + k + d[author] + dsum
+            if max_hops is not None and k >= max_hops:
+                continue  # v receives hops of length k and does not forward them
             on_path.add(v)
             stack.append((v, dsum + d[v], k + 1, iter(adj[v])))
     return {e: Flow(frames[e], nbytes[e]) for e in frames}

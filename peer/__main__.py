@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-dir", type=Path, help="directory for the logs (default ./logs)")
     p.add_argument("--protocol", choices=sorted(PROTOCOLS), help="gossip protocol (default v1)")
     p.add_argument("--seed", type=int, help="seed for randomised protocols")
+    p.add_argument("--fanout", type=int, help="protocol gossip: neighbours each copy goes to (default 2)")
+    p.add_argument("--ttl", type=int, help="protocol ttl: forward only while the hop list is shorter than this (default 3)")
     p.add_argument("--expect", type=int, help="deliveries this peer expects; it exits as soon as it has them")
     p.add_argument("--idle", type=float, help="seconds of silence before exiting when --expect is not given (default 3)")
     p.add_argument("--link-deadline", type=float, help="seconds to wait for every link to come up (default 60)")
@@ -63,7 +65,7 @@ def config_from_args(argv: list[str] | None = None) -> PeerConfig:
         except (OSError, json.JSONDecodeError) as e:
             parser.error(f"cannot read config {args.config}: {e}")
     for key in ("id", "n", "protocol", "seed", "expect", "idle", "link_deadline", "max_runtime", "listen_fd", "control", "redial",
-                "handshake_timeout"):
+                "handshake_timeout", "fanout", "ttl"):
         value = getattr(args, key)
         if value is not None:
             data[key] = value

@@ -261,6 +261,7 @@ class Peer:
         sender = link.nbr
         max_frame = self.cfg.max_frame
         receive = self.proto.receive
+        own_id_ok = self.proto.accepts_own_id
         log = self._log_lines
         seen = self.authors_seen
         pack = HEADER.pack
@@ -286,7 +287,7 @@ class Peer:
                 author, hops, canonical = parse_payload(payload, n)
                 if hops[-1] != sender:
                     raise FrameError("bad_sender", f"last hop {hops[-1]} is not the sender {sender}")
-                if me in hops:
+                if me in hops and not own_id_ok:
                     raise FrameError("bad_hops", f"own id {me} already in hops")
                 pos = stop
                 got += 1

@@ -263,6 +263,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     spec = _spec_from(args)
     prediction = predict_for(spec, args.limit, args.force, progress)
     r = render_run(spec, None if args.no_expect else prediction, runs_root=args.out)
+    if r.note:
+        progress.message(r.note)
     if prediction is not None:
         progress.message(f"{spec.name} ({spec.protocol}): predicted {prediction.deliveries:,} deliveries, "
                          f"{prediction.bytes:,} bytes")

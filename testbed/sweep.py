@@ -1,0 +1,429 @@
+"""``p2p sweep``: run a grid of topologies × sizes × protocols and compare their cost.
+
+Every cell goes through the same steps as ``p2p run`` (``testbed.cli.predict_for``,
+``testbed.base.prepare_run``, ``runner.run``); a cell the predictor refuses (a runaway
+run) is reported as skipped. Output, in ``runs/sweep-<stamp>/``:
+
+- ``<run-id>/`` per cell: the ordinary run directory (spec.json, logs/); ``p2p analyse`` works on it
+- ``sweep.json``: the grid and one row per cell
+- ``sweep.txt``: the table
+- ``sweep.png``: deliveries, bytes and bytes per reached pair against N (log scale)
+
+Counts come straight from the logs (``logs/<id>.txt``: one line per received frame,
+frame bytes = len(line) + 4). Coverage = fraction of the N(N−1) (author, peer) pairs
+where the peer received the author's message at least once; redundancy = deliveries /
+N(N−1) (1.0 = every peer got every message exactly once); time to quiescence = the
+last time any peer's receive count grew minus the first peer start (from the events
+logs, 100 ms resolution).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from generator.errors import P2PError
+from generator.spec import PROTOCOL_PARAMS, PROTOCOLS, PeerOptions, RunSpec
+from generator.topologies import FAMILIES, split_topology
+from testbed.base import Progress, prepare_run
+
+_AUTHOR = re.compile(rb'\{"id":(\d+),')
+
+
+@dataclass(frozen=True)
+class Cell:
+    topology: str  # as spelled, e.g. "mesh" or "circulant:1,4"
+    n: int | None
+    protocol: str
+
+
+def parse_sizes(items: list[str]) -> list[int | None]:
+    """``["5,7,9"]``, ``["5..9"]`` or ``["5-9"]`` -> sizes; nothing -> [None] (the topology's own size)."""
+    sizes: list[int] = []
+    for item in items:
+        for part in item.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            m = re.fullmatch(r"(\d+)\s*(?:\.\.|-)\s*(\d+)", part)
+            try:
+                if m:
+                    lo, hi = int(m.group(1)), int(m.group(2))
+                    if lo > hi:
+                        raise ValueError
+                    sizes.extend(range(lo, hi + 1))
+                else:
+                    sizes.append(int(part))
+            except ValueError:
+                raise P2PError(f"-n expects sizes like 5,7,9 or 5..9, got {part!r}") from None
+    return list(dict.fromkeys(sizes)) or [None]
+
+
+def parse_topologies(items: list[str]) -> list[str]:
+    """``-t cycle,mesh -t circulant:1,4``: commas separate families unless the item has ``:`` parameters."""
+    out: list[str] = []
+    for item in items:
+        parts = [item] if ":" in item else [p.strip() for p in item.split(",") if p.strip()]
+        for part in parts:
+            name = part.partition(":")[0].strip().lower()
+            if name not in FAMILIES:
+                hint = " (sizes go in -n)" if name.isdigit() else ""
+                raise P2PError(f"unknown topology {name!r}{hint}; known: {', '.join(sorted(FAMILIES))}")
+            out.append(part)
+    return list(dict.fromkeys(out))
+
+
+def parse_protocols(items: list[str]) -> list[str]:
+    out = [p.strip() for item in items for p in item.split(",") if p.strip()]
+    for p in out:
+        if p not in PROTOCOLS:
+            raise P2PError(f"unknown protocol {p!r}; known: {', '.join(PROTOCOLS)}")
+    return list(dict.fromkeys(out))
+
+
+def grid(topologies: list[str], sizes: list[int | None], protocols: list[str]) -> list[Cell]:
+    return [Cell(t, n, p) for t in topologies for n in sizes for p in protocols]
+
+
+def _cell_params(cell: Cell, params: dict[str, str]) -> dict[str, str]:
+    """The --param entries this cell's family or protocol takes."""
+    fam = FAMILIES[split_topology(cell.topology)[0]]
+    return {k: v for k, v in params.items() if fam.param(k) is not None or k in PROTOCOL_PARAMS[cell.protocol]}
+
+
+def check_params(cells: list[Cell], params: dict[str, str]) -> None:
+    used = {k for c in cells for k in _cell_params(c, params)}
+    unused = sorted(set(params) - used)
+    if unused:
+        raise P2PError(f"--param {', '.join(unused)}: no topology or protocol of the sweep takes it")
+
+
+# ---- counting ------------------------------------------------------------------
+
+
+def count_run(run_dir: Path, n: int) -> dict[str, Any]:
+    """Deliveries, bytes, coverage and time to quiescence of one run, from its logs."""
+    log_dir = Path(run_dir) / "logs"
+    deliveries = nbytes = 0
+    reached: set[tuple[int, int]] = set()
+    problems: list[str] = []
+    for p in range(n):
+        path = log_dir / f"{p}.txt"
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            problems.append(f"{path.name} missing")
+            continue
+        if data and not data.endswith(b"\n"):
+            problems.append(f"{path.name}: torn last line")
+        for line in data.splitlines():
+            if not line:
+                continue
+            deliveries += 1
+            nbytes += len(line) + 4
+            m = _AUTHOR.match(line)
+            try:
+                author = int(m.group(1)) if m else int(json.loads(line)["id"])
+            except (ValueError, KeyError, TypeError):
+                problems.append(f"{path.name}: unreadable line")
+                continue
+            if author != p:
+                reached.add((author, p))
+    pairs = n * (n - 1)
+    return {
+        "deliveries": deliveries,
+        "bytes": nbytes,
+        "bytes_per_peer": nbytes / n if n else None,
+        "coverage": len(reached) / pairs if pairs else 1.0,
+        "redundancy": deliveries / pairs if pairs else None,
+        "bytes_per_reached_pair": nbytes / len(reached) if reached else None,
+        "time_to_quiescence": quiescence(log_dir, n),
+        "log_problems": problems,
+    }
+
+
+def quiescence(log_dir: Path, n: int) -> float | None:
+    """Last growth of any peer's receive count minus the earliest start (events logs)."""
+    starts: list[float] = []
+    last: float | None = None
+    for p in range(n):
+        try:
+            lines = (log_dir / f"{p}.events.jsonl").read_bytes().splitlines()
+        except FileNotFoundError:
+            continue
+        prev = 0
+        for raw in lines:
+            try:
+                rec = json.loads(raw)
+            except ValueError:
+                continue
+            ev = rec.get("ev")
+            if ev == "start":
+                starts.append(rec["t"])
+            elif ev in ("progress", "summary") and isinstance(rec.get("recv"), int):
+                if rec["recv"] > prev:
+                    last = rec["t"] if last is None else max(last, rec["t"])
+                prev = max(prev, rec["recv"])
+    if not starts or last is None:
+        return None
+    return round(max(0.0, last - min(starts)), 3)
+
+
+# ---- running -------------------------------------------------------------------
+
+
+def run_sweep(
+    cells: list[Cell],
+    out: Path,
+    runner,
+    *,
+    params: dict[str, str] | None = None,
+    seed: int | None = None,
+    options: PeerOptions | None = None,
+    limit: int,
+    progress: Progress,
+    sweep_dir: Path | None = None,
+    plot: bool = True,
+) -> tuple[Path, list[dict[str, Any]]]:
+    """Run every cell; write sweep.json, sweep.txt and (``plot``) sweep.png; return (directory, rows)."""
+    from testbed.cli import predict_for
+
+    params = params or {}
+    check_params(cells, params)
+    if sweep_dir is None:
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        sweep_dir = Path(out) / f"sweep-{stamp}"
+    sweep_dir.mkdir(parents=True, exist_ok=False)
+    rows: list[dict[str, Any]] = []
+    started = time.monotonic()
+    for i, cell in enumerate(cells, 1):
+        row: dict[str, Any] = {"topology": cell.topology, "n": cell.n, "protocol": cell.protocol}
+        try:
+            spec = RunSpec.parse(cell.topology, cell.n, protocol=cell.protocol, seed=seed,
+                                 options=options or PeerOptions(), params=_cell_params(cell, params))
+        except P2PError as e:
+            rows.append({**row, "status": "skipped", "reason": str(e)})
+            progress.message(f"[{i}/{len(cells)}] {cell.topology} n={cell.n} {cell.protocol}: skipped: {e}")
+            continue
+        row.update(family=spec.topology, n=spec.n, label=spec.label, seed=spec.seed,
+                   params=spec.to_dict()["params"])
+        expected = _expectation(spec, limit)
+        row.update(expected)
+        try:
+            prediction = predict_for(spec, limit, False, progress)
+        except P2PError as e:
+            rows.append({**row, "status": "skipped", "reason": str(e)})
+            progress.message(f"[{i}/{len(cells)}] {spec.label} {spec.protocol}: skipped: {e}")
+            continue
+        plan = prepare_run(spec, sweep_dir, prediction)
+        row["run_id"] = plan.run_id
+        progress.message(f"[{i}/{len(cells)}] {spec.label} {spec.protocol}: run {plan.run_id}")
+        try:
+            result = runner.run(plan, progress)
+        except P2PError as e:
+            rows.append({**row, "status": "error", "reason": str(e)})
+            continue
+        row["duration"] = round(result.duration, 3)
+        row["failed_peers"] = result.failed_peers
+        row.update(count_run(plan.run_dir, spec.n))
+        row["status"] = _status(row)
+        rows.append(row)
+    summary = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "duration": round(time.monotonic() - started, 3),
+        "backend": getattr(runner, "name", "?"),
+        "grid": {
+            "topologies": list(dict.fromkeys(c.topology for c in cells)),
+            "n": list(dict.fromkeys(c.n for c in cells)),
+            "protocols": list(dict.fromkeys(c.protocol for c in cells)),
+            "params": params,
+            "seed": seed,
+            "limit": limit,
+        },
+        "rows": rows,
+    }
+    _atomic(sweep_dir / "sweep.json", json.dumps(summary, indent=1) + "\n")
+    _atomic(sweep_dir / "sweep.txt", format_table(rows) + "\n")
+    if plot:
+        fig = draw_sweep(rows)
+        if fig is not None:
+            fig.savefig(sweep_dir / "sweep.png", dpi=110)
+    return sweep_dir, rows
+
+
+def _expectation(spec: RunSpec, limit: int) -> dict[str, Any]:
+    """What the protocol predictor says (for the table), without refusing anything."""
+    from generator.predict import PredictionTooLarge
+    from generator.protocol_predict import predict_protocol
+
+    try:
+        pp = predict_protocol(spec.graph(), spec, cap=limit, family=spec.topology)
+    except PredictionTooLarge:
+        return {"expected_deliveries": None, "expected_range": None, "expected_bytes": None}
+    return {
+        "expected_deliveries": pp.deliveries,
+        "expected_range": list(pp.deliveries_range) if pp.deliveries_range else None,
+        "expected_bytes": pp.bytes,
+    }
+
+
+def _status(row: dict[str, Any]) -> str:
+    if row.get("failed_peers"):
+        return "peers failed"
+    if row.get("log_problems"):
+        return "log problems"
+    if row.get("expected_deliveries") is not None:
+        # Bytes are checked only where they are predicted (not for the flood's timing-dependent hop lists).
+        exact = row["deliveries"] == row["expected_deliveries"] and (
+            row.get("expected_bytes") is None or row["bytes"] == row["expected_bytes"])
+        return "exact" if exact else "MISMATCH"
+    lo_hi = row.get("expected_range")
+    if lo_hi:
+        return f"in range {lo_hi[0]:,}..{lo_hi[1]:,}" if lo_hi[0] <= row["deliveries"] <= lo_hi[1] \
+            else f"OUT OF RANGE {lo_hi[0]:,}..{lo_hi[1]:,}"
+    return "ran"
+
+
+# ---- output --------------------------------------------------------------------
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    headers = ["family", "n", "protocol", "deliveries", "bytes", "bytes/peer", "coverage", "redundancy",
+               "bytes/pair", "ttq s", "check"]
+    body = []
+    for r in rows:
+        if r.get("status") in ("skipped", "error"):
+            body.append([r.get("label", r["topology"]), _s(r.get("n")), r["protocol"], "-", "-", "-", "-", "-", "-",
+                         "-", f"{r['status']}: {r.get('reason', '')}"[:90]])
+            continue
+        body.append([
+            r.get("label", r["topology"]).split(" ", 1)[0].rsplit("-", 1)[0] + _param_suffix(r),
+            str(r["n"]), r["protocol"], f"{r['deliveries']:,}", f"{r['bytes']:,}", f"{r['bytes_per_peer']:,.0f}",
+            f"{r['coverage']:.3f}", f"{r['redundancy']:.2f}",
+            f"{r['bytes_per_reached_pair']:,.1f}" if r.get("bytes_per_reached_pair") else "-",
+            f"{r['time_to_quiescence']:.2f}" if r.get("time_to_quiescence") is not None else "-",
+            r["status"],
+        ])
+    widths = [max(len(h), *(len(row[i]) for row in body)) if body else len(h) for i, h in enumerate(headers)]
+    left = {0, 2, 10}
+
+    def fmt(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    lines = [fmt(headers), fmt(["-" * w for w in widths])] + [fmt(row) for row in body]
+    lines.append("coverage: reached (author, peer) pairs / N(N-1); redundancy: deliveries / N(N-1); "
+                 "bytes/pair: bytes per reached pair; ttq: time to quiescence")
+    return "\n".join(lines)
+
+
+def _param_suffix(r: dict[str, Any]) -> str:
+    label = r.get("label", "")
+    extra = label.split(" ", 1)[1] if " " in label else ""
+    return f" {extra}" if extra else ""
+
+
+def _s(x: Any) -> str:
+    return "-" if x is None else str(x)
+
+
+def draw_sweep(rows: list[dict[str, Any]]):
+    """Deliveries, bytes and bytes per reached pair against N, one line per (topology, protocol)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    done = [r for r in rows if r.get("status") not in ("skipped", "error") and "deliveries" in r]
+    if not done:
+        return None
+    series: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in done:
+        key = (r.get("label", r["topology"]).split(" ", 1)[0].rsplit("-", 1)[0] + _param_suffix(r), r["protocol"])
+        series.setdefault(key, []).append(r)
+    families = list(dict.fromkeys(k[0] for k in series))
+    protocols = list(dict.fromkeys(k[1] for k in series))
+    colours = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive",
+               "tab:cyan", "tab:gray"]
+    styles = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D")]
+    fig = Figure(figsize=(15, 5.2))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 3)
+    panels = [("deliveries", "deliveries (frames received)"), ("bytes", "bytes on the wire"),
+              ("bytes_per_reached_pair", "bytes per reached (author, peer) pair")]
+    for ax, (key, title) in zip(axes, panels):
+        for (fam, proto), pts in series.items():
+            pts = sorted((p for p in pts if p.get(key)), key=lambda p: p["n"])
+            if not pts:
+                continue
+            ls, marker = styles[protocols.index(proto) % len(styles)]
+            ax.plot([p["n"] for p in pts], [p[key] for p in pts], ls=ls, marker=marker,
+                    color=colours[families.index(fam) % len(colours)], label=f"{fam} / {proto}")
+        ax.set_yscale("log")
+        ax.set_xlabel("N (peers)")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+        ns = sorted({p["n"] for p in done})
+        ax.set_xticks(ns)
+    axes[0].legend(fontsize=8)
+    partial = [r for r in done if r["coverage"] < 1]
+    note = f"; {len(partial)} run(s) with coverage < 1" if partial else "; every run reached every (author, peer) pair"
+    fig.suptitle(f"cost against N, log scale{note}", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def _atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+# ---- CLI -----------------------------------------------------------------------
+
+
+def add_sweep_parser(sub) -> None:
+    from testbed.cli import DEFAULT_LIMIT
+
+    sw = sub.add_parser(
+        "sweep", help="run a grid of topologies x sizes x protocols; table and plot of their cost",
+        description="Run every (topology, n, protocol) of the grid like `p2p run` (cells the predictor refuses are "
+                    "skipped) and write runs/sweep-<stamp>/ with sweep.json, sweep.txt and sweep.png.",
+    )
+    sw.add_argument("--topology", "-t", action="append", required=True, metavar="FAMILIES",
+                    help="comma-separated families (cycle,mesh,starfish); repeat -t for one with parameters "
+                         "(-t circulant:1,4)")
+    sw.add_argument("-n", action="append", default=[], metavar="SIZES", help="sizes: 5,7,9 or 5..9")
+    sw.add_argument("--protocol", action="append", default=[], metavar="PROTOCOLS",
+                    help=f"comma-separated protocols ({', '.join(PROTOCOLS)}; default v1)")
+    sw.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                    help="parameter for the cells whose family or protocol takes it (repeatable)")
+    sw.add_argument("--seed", type=int, default=None, help="seed for randomised topologies/protocols")
+    sw.add_argument("--backend", choices=("auto", "local", "compose"), default="auto", help="as for `p2p run`")
+    sw.add_argument("--out", type=Path, default=Path("runs"), help="runs directory (default ./runs)")
+    sw.add_argument("--limit", type=int, default=DEFAULT_LIMIT,
+                    help=f"skip cells predicted above this many deliveries (default {DEFAULT_LIMIT:,})")
+    sw.add_argument("--idle", type=float, default=None, help="peer idle timeout in seconds")
+    sw.add_argument("--link-deadline", type=float, default=None, help="seconds a peer waits for its links")
+    sw.add_argument("--no-plot", action="store_true", help="no sweep.png")
+    sw.set_defaults(func=cmd_sweep)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from testbed.cli import _params, choose_runner
+
+    progress = Progress()
+    cells = grid(parse_topologies(args.topology), parse_sizes(args.n), parse_protocols(args.protocol or ["v1"]))
+    opts = PeerOptions(**{k: v for k, v in (("idle", args.idle), ("link_deadline", args.link_deadline))
+                          if v is not None})
+    runner = choose_runner(args.backend, progress)
+    sweep_dir, rows = run_sweep(cells, args.out, runner, params=_params(args.param), seed=args.seed, options=opts,
+                                limit=args.limit, progress=progress, plot=not args.no_plot)
+    print(format_table(rows))
+    print(f"\n{sweep_dir}/sweep.txt, sweep.json" + ("" if args.no_plot else ", sweep.png"))
+    bad = [r for r in rows if r.get("status", "").startswith(("MISMATCH", "OUT OF RANGE", "peers failed",
+                                                               "log problems", "error"))]
+    return 1 if bad else 0
