@@ -87,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
     ana.add_argument("--no-plots", action="store_true", help="statistics only, no pictures")
     ana.set_defaults(func=cmd_analyse)
 
+    cmp_ = sub.add_parser("compare", help="several runs side by side",
+                          description="Table and plots of deliveries, bytes, bytes per peer and time to quiescence.")
+    cmp_.add_argument("run_dirs", nargs="+", type=Path, help="run directories")
+    cmp_.add_argument("--out", type=Path, default=Path("runs/compare"), help="output directory (default runs/compare)")
+    cmp_.add_argument("--reanalyse", action="store_true", help="analyse every run again first")
+    cmp_.add_argument("--no-plots", action="store_true", help="no compare.png")
+    cmp_.set_defaults(func=cmd_compare)
+
     pred = sub.add_parser("predict", help="predicted deliveries and bytes of a run, without running it")
     _add_spec_args(pred)
     pred.set_defaults(func=cmd_predict)
@@ -224,6 +232,20 @@ def cmd_analyse(args: argparse.Namespace) -> int:
     if not args.run_dir.exists():
         raise P2PError(f"no run directory at {args.run_dir} (run `p2p run` first or name a directory)")
     return 0 if _analyse(args.run_dir.resolve(), plots=not args.no_plots) else EXIT_MISMATCH
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from analysis.compare import compare
+
+    missing = [str(d) for d in args.run_dirs if not d.is_dir()]
+    if missing:
+        raise P2PError(f"no run directory: {', '.join(missing)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = compare(args.run_dirs, args.out, plots=not args.no_plots, reanalyse=args.reanalyse,
+                     progress=lambda text: print(text, file=sys.stderr))
+    print(result.text)
+    print(f"written: {', '.join(str(f) for f in result.files)}", file=sys.stderr)
+    return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
