@@ -1,0 +1,35 @@
+"""Suite-wide guard: the tests must leave no Docker object labelled ``p2p.run`` behind."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def _labelled_objects() -> set[str] | None:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=10)
+        client.ping()
+    except Exception:  # no engine: nothing can leak
+        return None
+    found: set[str] = set()
+    flt = {"label": "p2p.run"}
+    found |= {f"container {c.name}" for c in client.containers.list(all=True, filters=flt)}
+    found |= {f"network {n.name}" for n in client.networks.list(filters=flt)}
+    found |= {f"volume {v.name}" for v in client.volumes.list(filters=flt)}
+    client.close()
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_labelled_leftovers():
+    # Objects that were there before the session (a benchmark, a user's run) are not ours.
+    before = _labelled_objects()
+    yield
+    if before is None:
+        return
+    after = _labelled_objects() or set()
+    leaked = sorted(after - before)
+    if leaked:
+        pytest.fail(f"the test suite left {len(leaked)} object(s) labelled p2p.run: {', '.join(leaked[:10])}")
