@@ -12,6 +12,7 @@ The analysis-without-plots target is < 3 s for the 1M deliveries.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import subprocess
@@ -58,6 +59,7 @@ def main() -> int:
     ap.add_argument("run_dir", nargs="?", type=Path, help="an existing mesh-9 run directory")
     ap.add_argument("--repeat", type=int, default=3, help="timed repetitions (best is reported)")
     ap.add_argument("--workers", type=int, default=None, help="reading processes (default: automatic)")
+    ap.add_argument("--json", action="store_true", help="end with one JSON line of the figures (for bench/run.py)")
     args = ap.parse_args()
 
     tmp = None
@@ -107,6 +109,13 @@ def main() -> int:
     print(f"peak RSS: {rss_self:.0f} MB (this process), {rss_kids:.0f} MB (largest child)")
     if tmp is not None:
         tmp.cleanup()
+    if args.json:
+        print(json.dumps({
+            "deliveries": s["deliveries"], "ok": s["ok"], "log_mb": round(size / 1e6, 1),
+            "counting_s": round(min(counting), 3), "analysis_no_plots_s": round(min(full), 3),
+            "plots_s": round(plots, 3), "analysis_with_plots_s": round(total, 3),
+            "peak_rss_mb": round(rss_self), "peak_child_rss_mb": round(rss_kids),
+        }))
     return 0
 
 
