@@ -3,9 +3,11 @@
     python3 bench/bench_compose.py [--sizes 50 200] [--json FILE]
 
 For each size N, in the same session:
-  raw     N services of the peer image running `python3 -c "import time; time.sleep(60)"`,
+  raw     N services of the peer image running `python3 -c "import time; time.sleep(3600)"`,
           plain `docker compose up -d` (no hardening): time until `up -d` returns and until
           all N are running, then host memory per container once all run.
+  hard    the same idle command in the file our renderer writes for cycle-N (hardening,
+          init, limits, internal network, bind mount): separates hardening from peer load.
   runner  ComposeRunner on cycle-N (exact --expect, peers exit by themselves): time from
           `up -d` to all N containers started, until all exited, and `down`; host memory
           per peer container sampled while all N are running.
@@ -34,13 +36,14 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 import docker  # noqa: E402
+import yaml  # noqa: E402
 
 from generator.predict import predict  # noqa: E402
 from generator.spec import RunSpec  # noqa: E402
 from testbed.base import Progress, prepare_run  # noqa: E402
-from testbed.compose import ComposeRunner, clean_by_label  # noqa: E402
+from testbed.compose import ComposeRunner, clean_by_label, render_plan  # noqa: E402
 
-IDLE_CMD = ["python3", "-c", "import time; time.sleep(60)"]
+IDLE_CMD = ["python3", "-c", "import time; time.sleep(3600)"]  # outlives any start-up
 
 
 # ---- memory ---------------------------------------------------------------------------------
@@ -127,31 +130,48 @@ def raw_compose(n: int, run_id: str, image: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def bench_raw(client, n: int, image: str, workdir: Path) -> dict:
-    run_id = f"bench-raw-{n}-{secrets.token_hex(3)}"
+def hardened_idle_compose(n: int, run_id: str, workdir: Path) -> str:
+    spec = RunSpec.parse("cycle", n)
+    plan = prepare_run(spec, workdir / "runs", None, run_id=run_id)
+    doc = yaml.safe_load(render_plan(plan, workdir / f"{run_id}.yml", f"p2p-{run_id}"))
+    for svc in doc["services"].values():
+        svc["entrypoint"], svc["command"] = IDLE_CMD, []
+    doc.pop("x-peer", None)
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def bench_raw(client, n: int, image: str, workdir: Path, hardened: bool = False) -> dict:
+    run_id = f"bench-{'hard' if hardened else 'raw'}-{n}-{secrets.token_hex(3)}"
     path = workdir / f"{run_id}.yml"
-    path.write_text(raw_compose(n, run_id, image))
+    path.write_text(hardened_idle_compose(n, run_id, workdir) if hardened else raw_compose(n, run_id, image))
     base = ["docker", "compose", "-p", f"p2p-{run_id}", "-f", str(path)]
+    log = workdir / f"{run_id}.log"  # a file, not a pipe: 200 containers' progress lines would fill a pipe
     res: dict = {"run_id": run_id}
+    up = None
     try:
-        t0 = time.monotonic()
-        up = subprocess.Popen([*base, "up", "-d"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        with open(log, "wb") as out:
+            t0 = time.monotonic()
+            up = subprocess.Popen([*base, "up", "-d"], stdout=out, stderr=subprocess.STDOUT)
         while running_count(client, run_id) < n:
             if up.poll() not in (None, 0):
-                raise RuntimeError(f"raw up -d failed: {up.stderr.read()[-2000:]}")
+                raise RuntimeError(f"{run_id}: up -d failed: {log.read_text()[-2000:]}")
             if time.monotonic() - t0 > 600:
-                raise RuntimeError("raw up -d: not all running after 600 s")
+                raise RuntimeError(f"{run_id}: not all running after 600 s: {log.read_text()[-2000:]}")
             time.sleep(0.1)
         res["all_running_s"] = time.monotonic() - t0
         up.wait()
         res["up_returned_s"] = max(res["all_running_s"], time.monotonic() - t0)
         if up.returncode != 0:
-            raise RuntimeError(f"raw up -d failed: {up.stderr.read()[-2000:]}")
+            raise RuntimeError(f"{run_id}: up -d failed: {log.read_text()[-2000:]}")
         res["memory"] = memory_of(client, run_id)
         t = time.monotonic()
         subprocess.run([*base, "down", "-v", "-t", "1"], capture_output=True, timeout=900)
         res["down_s"] = time.monotonic() - t
     finally:
+        if up is not None and up.poll() is None:
+            up.kill()
+            up.wait()
+            subprocess.run([*base, "down", "-v", "-t", "1"], capture_output=True, timeout=900)
         clean_by_label(client, run_id)
     return res
 
@@ -212,25 +232,28 @@ def main(argv: list[str] | None = None) -> int:
         for n in args.sizes:
             print(f"N={n}: raw compose of idle containers...", file=sys.stderr, flush=True)
             raw = bench_raw(client, n, args.image, workdir)
+            print(f"N={n}: hardened idle containers (our compose file)...", file=sys.stderr, flush=True)
+            hard = bench_raw(client, n, args.image, workdir, hardened=True)
             print(f"N={n}: ComposeRunner cycle-{n}...", file=sys.stderr, flush=True)
             ours = bench_runner(client, n, workdir)
-            results.append({"n": n, "raw": raw, "runner": ours})
+            results.append({"n": n, "raw": raw, "hardened": hard, "runner": ours})
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    print(f"{'N':>5} {'raw up->all running':>20} {'raw up -d':>10} {'runner up->all started':>23} "
-          f"{'ratio':>6} {'runner up -d':>13} {'runner exited':>14} {'down raw/ours':>14}")
+    print("start-up: seconds from `up -d` to all N containers running (runner: started), ratio to raw")
+    print(f"{'N':>5} {'raw idle':>9} {'hardened idle':>14} {'runner':>8} {'runner/raw':>11} "
+          f"{'runner exited':>14} {'down raw/hard/ours':>19}")
     for r in results:
-        raw, ours = r["raw"], r["runner"]
-        print(f"{r['n']:>5} {raw['all_running_s']:>19.1f}s {raw['up_returned_s']:>9.1f}s "
-              f"{ours['all_started_s']:>22.1f}s {ours['all_started_s'] / raw['all_running_s']:>6.2f} "
-              f"{ours['up_returned_s']:>12.1f}s {ours['all_exited_s']:>13.1f}s "
-              f"{raw['down_s']:>6.1f}/{ours['down_s']:.1f}s")
+        raw, hard, ours = r["raw"], r["hardened"], r["runner"]
+        print(f"{r['n']:>5} {raw['all_running_s']:>8.1f}s {hard['all_running_s']:>13.1f}s "
+              f"{ours['all_started_s']:>7.1f}s {ours['all_started_s'] / raw['all_running_s']:>11.2f} "
+              f"{ours['all_exited_s']:>13.1f}s {raw['down_s']:>7.1f}/{hard['down_s']:.1f}/{ours['down_s']:.1f}s")
     print("host memory per container (MiB, usage minus inactive file cache; RSS):")
     for r in results:
-        for kind in ("raw", "runner"):
+        for kind in ("raw", "hardened", "runner"):
             m = r[kind]["memory"]
             if "mean_mib" in m:
-                label = "idle python sleep" if kind == "raw" else f"peer, cycle-{r['n']} mid-run"
+                label = {"raw": "idle python sleep", "hardened": "idle, hardened + init",
+                         "runner": f"peer, cycle-{r['n']} mid-run"}[kind]
                 print(f"  N={r['n']:<4} {label:<24} mean {m['mean_mib']:.1f}  max {m['max_mib']:.1f}  "
                       f"rss {m['rss_mean_mib']:.1f}  ({m['containers']} containers, {m['source']})")
             else:

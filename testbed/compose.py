@@ -51,6 +51,11 @@ ENSURE_COMPOSE_HINT = "install it with docker/ensure-compose.sh (or use --backen
 UP_TIMEOUT = 120.0  # seconds for `up -d`, plus UP_TIMEOUT_PER_PEER per peer
 UP_TIMEOUT_PER_PEER = 1.0
 RUN_MARGIN = 30.0  # seconds past the peers' max_runtime before the runner gives up
+# Containers start one after the other (0.2-0.4 s each measured on 2 cores): a peer's
+# links must wait that long for the last neighbour. Warn below base + per peer * N.
+STARTUP_BASE = 10.0
+STARTUP_PER_PEER = 0.5
+STALL_MIN = 30.0  # no delivery for max(STALL_MIN, 10 * idle) s while some peers exited: stop the rest
 STARTED_STATES = frozenset({"running", "exited", "dead", "paused", "restarting", "removing"})
 EXITED_STATES = frozenset({"exited", "dead"})
 DOCKER_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
@@ -99,12 +104,37 @@ def own_log_dir(log_dir: Path, user: tuple[int, int]) -> None:
         os.chown(log_dir, *user)
 
 
+def startup_allowance(n: int) -> float:
+    """Seconds to allow between the first and the last of ``n`` containers starting."""
+    return STARTUP_BASE + STARTUP_PER_PEER * n
+
+
+def link_deadline_note(spec: RunSpec) -> str | None:
+    """A warning when a link deadline chosen by the user looks shorter than Compose's start-up.
+
+    The default (None) already scales with N (``PeerOptions.link_deadline_for``).
+    """
+    have = spec.options.link_deadline
+    need = startup_allowance(spec.n)
+    if have is None or have >= need:
+        return None
+    return (f"compose: warning: link deadline {have:g} s may be shorter than the start-up of {spec.n} "
+            f"containers (allow about {need:.0f} s); links to late peers would fail")
+
+
+def refuse_faults(spec: RunSpec) -> None:
+    """The fault timeline is applied by the local runner only."""
+    if spec.faults:
+        raise RunnerError("faults (--fault) are applied by the local backend only; use --backend local")
+
+
 @dataclass(frozen=True)
 class RenderedRun:
     plan: RunPlan
     compose_file: Path
     env_file: Path
     project: str
+    note: str | None = None
 
 
 def render_run(
@@ -119,6 +149,8 @@ def render_run(
     """Plain-Compose path: ``runs/<run-id>/`` (+ runs/latest), ``compose/<name>.yml`` and ``.env`` in ``root``."""
     root = Path(root)
     runs_root = root / "runs" if runs_root is None else Path(runs_root)
+    refuse_faults(spec)
+    note = link_deadline_note(spec)
     plan = prepare_run(spec, runs_root, prediction, run_id)
     project = project or project_name(f"p2p-{spec.name}")
     path = default_compose_path(root, spec.name)
@@ -126,7 +158,7 @@ def render_run(
     write_compose(render_plan(plan, path, project, user=user), path)
     own_log_dir(plan.log_dir, user)
     env = write_env(root, path, project)
-    return RenderedRun(plan=plan, compose_file=path, env_file=env, project=project)
+    return RenderedRun(plan=plan, compose_file=path, env_file=env, project=project, note=note)
 
 
 # ---- Docker plumbing -------------------------------------------------------------------
@@ -203,7 +235,11 @@ def clean_by_label(client, run_id: str | None = None) -> dict[str, int]:
             except docker.errors.NotFound:
                 pass  # gone meanwhile
             except DOCKER_ERRORS as e:
-                errors.append(f"{kind[:-1]} {getattr(obj, 'name', None) or obj.id}: {e}")
+                hint = ""
+                if kind == "networks" and "active endpoints" in str(e) and not removed["containers"]:
+                    hint = (" (no container of ours is attached: a stale endpoint count in the engine, "
+                            "left by a container removed while it was starting; a restart of dockerd clears it)")
+                errors.append(f"{kind[:-1]} {getattr(obj, 'name', None) or obj.id}: {e}{hint}")
     if errors:
         raise RunnerError(f"could not remove {len(errors)} labelled object(s): " + "; ".join(errors[:5]))
     return removed
@@ -355,6 +391,23 @@ class ComposeRunner(Runner):
                 out[int(labels[PEER_LABEL])] = state.get("Status", "") if isinstance(state, dict) else str(state or "")
         return out
 
+    def stop_running(self, run_id: str) -> list[int]:
+        """SIGTERM every running peer container of this run (peers then write their summary and exit)."""
+        stopped = []
+        for c in self.client.containers.list(filters={"label": f"{RUN_LABEL}={run_id}", "status": "running"},
+                                             sparse=True):
+            labels = _labels(c)
+            if labels.get(RUN_LABEL) != run_id:
+                continue
+            try:
+                c.kill(signal="SIGTERM")
+            except docker.errors.NotFound:
+                continue
+            except docker.errors.APIError:
+                continue  # exited meanwhile ("is not running")
+            stopped.append(int(labels.get(PEER_LABEL, "-1")))
+        return sorted(stopped)
+
     def collect(self, plan: RunPlan) -> dict[int, int | None]:
         """Exit codes by peer (None: never ran); each container's output saved to logs/<id>.stderr.txt."""
         codes: dict[int, int | None] = {p.id: None for p in plan.peers}
@@ -386,6 +439,10 @@ class ComposeRunner(Runner):
         rendered = False
         t0 = time.monotonic()
         try:
+            refuse_faults(plan.spec)
+            note = link_deadline_note(plan.spec)
+            if note:
+                progress.message(note)
             self.ensure_image(progress)
             user = container_user()
             write_compose(
@@ -420,6 +477,8 @@ class ComposeRunner(Runner):
         n = plan.spec.n
         up_deadline = t0 + UP_TIMEOUT + UP_TIMEOUT_PER_PEER * n
         run_deadline: float | None = None
+        stall = max(STALL_MIN, 10 * plan.spec.options.idle)
+        last_delivered, last_change, stopped = -1, t0, False
         while True:
             rc = up.poll()
             now = time.monotonic()
@@ -428,6 +487,7 @@ class ComposeRunner(Runner):
                     raise RunnerError(f"`docker compose up -d` failed (exit {rc}):\n{_tail(log)}")
                 self.timings["up_returned"] = now - t0
                 run_deadline = now + plan.spec.options.max_runtime + RUN_MARGIN
+                last_change = now
             states = self.states(plan.run_id)
             started = sum(s in STARTED_STATES for s in states.values())
             exited = [p for p, s in states.items() if s in EXITED_STATES]
@@ -446,6 +506,17 @@ class ComposeRunner(Runner):
                 )
             _, delivered = read_progress(plan.log_dir, n)
             running = sum(s == "running" for s in states.values())
+            if delivered != last_delivered:
+                last_delivered, last_change = delivered, now
+            elif rc == 0 and exited and running and not stopped and now - last_change > stall:
+                # Some peers are gone and nothing moved since: the rest wait for deliveries that
+                # cannot come (e.g. a link failed). Stop them now rather than at max_runtime.
+                stopped = True
+                alive = self.stop_running(plan.run_id)
+                progress.message(
+                    f"compose: no delivery for {stall:g} s after {len(exited)} peer(s) exited; stopped "
+                    f"{len(alive)} still-running peer(s) {alive[:10]}{'...' if len(alive) > 10 else ''} (SIGTERM)"
+                )
             progress.update(
                 f"compose {plan.spec.name}: {started}/{n} started, {running} running, {len(exited)} exited, "
                 f"{delivered:,} deliveries, {now - t0:.1f} s"

@@ -13,6 +13,7 @@ import docker.errors
 import pytest
 import yaml
 
+from generator.faults import Fault
 from generator.predict import predict
 from generator.render import render_compose
 from generator.spec import PeerOptions, RunSpec
@@ -45,6 +46,12 @@ class FakeObj:
             raise docker.errors.APIError("remove refused")
         self.store.objects[self.kind].remove(self)
         self.store.removed.append(self.name)
+
+    def kill(self, signal="SIGKILL") -> None:
+        if self.status != "running":
+            raise docker.errors.APIError(f"container {self.name} is not running")
+        self.status, self.exit_code = "exited", 0
+        self.store.killed.append(self.name)
 
     def logs(self, stdout=True, stderr=True) -> bytes:
         return self.output
@@ -82,6 +89,7 @@ class FakeClient:
         self.ignore_filters = False
         self.fail_remove = False
         self.removed: list[str] = []
+        self.killed: list[str] = []
         self.ticks = 0
         self.script = None
         self.list_error: Exception | None = None
@@ -268,6 +276,42 @@ def test_peers_that_never_exit_time_out(client, tmp_path, monkeypatch):
     with pytest.raises(RunnerError, match=r"peers \[0, 1, 2\] still not exited"):
         FakeRunner(client).run(plan, progress())
     assert_only_foreign_left(client, plan.run_id)
+
+
+def test_stalled_run_is_stopped(client, tmp_path, monkeypatch):
+    """Peer 2 exits with a failed link; the others would wait for max_runtime: they are stopped instead."""
+    monkeypatch.setattr(compose_mod, "STALL_MIN", 0.05)
+    spec = RunSpec.parse("cycle", 5, options=PeerOptions(idle=0.001))
+    plan = prepare_run(spec, tmp_path / "runs", None, run_id="cycle-5-stall")
+
+    def script(c, tick):
+        lifecycle(exit_at=10**9)(c, tick)
+        for obj in c.objects["container"]:
+            if obj.labels.get("p2p.peer") == "2" and tick >= 3:
+                obj.status, obj.exit_code = "exited", 2
+
+    client.script = script
+    out = io.StringIO()
+    result = FakeRunner(client).run(plan, Progress(stream=out))
+    assert result.failed_peers == [2]
+    assert sorted(client.killed) == [f"cycle-5-stall-peer-{i}" for i in (0, 1, 3, 4)]
+    assert "stopped 4 still-running peer(s) [0, 1, 3, 4]" in out.getvalue()
+    assert_only_foreign_left(client, plan.run_id)
+
+
+def test_link_deadline_warning_and_faults_refused(client, tmp_path):
+    assert compose_mod.link_deadline_note(RunSpec.parse("cycle", 200)) is None  # default scales with N
+    assert compose_mod.link_deadline_note(RunSpec.parse("cycle", 200, options=PeerOptions(link_deadline=200))) is None
+    chosen = RunSpec.parse("cycle", 200, options=PeerOptions(link_deadline=45))
+    assert "warning: link deadline 45 s" in compose_mod.link_deadline_note(chosen)
+    faulty = RunSpec.parse("cycle", 5, faults=(Fault.parse("kill:3@0"),))
+    with pytest.raises(RunnerError, match="--backend local"):
+        render_run(faulty, None, root=tmp_path)
+    plan = prepare_run(faulty, tmp_path / "runs", None, run_id="cycle-5-faults")
+    runner = FakeRunner(client)
+    with pytest.raises(RunnerError, match="--backend local"):
+        runner.run(plan, progress())
+    assert runner.calls == [] and client.labelled(plan.run_id) == []
 
 
 def test_engine_error_is_wrapped_and_cleanup_still_runs(client, plan):
