@@ -15,6 +15,7 @@ also runs on Ctrl-C and on any error.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
@@ -44,6 +45,7 @@ from generator.render import (
 )
 from generator.spec import RunSpec
 from testbed.base import Progress, RunnerError, RunPlan, RunResult, Runner, prepare_run, read_progress
+from testbed.faults import FaultScheduler
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUILD_SCRIPT = REPO_ROOT / "docker" / "build-image.sh"
@@ -123,9 +125,9 @@ def link_deadline_note(spec: RunSpec) -> str | None:
 
 
 def refuse_faults(spec: RunSpec) -> None:
-    """The fault timeline is applied by the local runner only."""
+    """A plain ``docker compose up`` has no runner to apply a fault timeline."""
     if spec.faults:
-        raise RunnerError("faults (--fault) are applied by the local backend only; use --backend local")
+        raise RunnerError("faults (--fault) need a runner to apply them: use `p2p run --backend compose|local`")
 
 
 @dataclass(frozen=True)
@@ -206,6 +208,16 @@ def _labels(obj) -> dict[str, str]:
 def _ours(obj, run_id: str | None) -> bool:
     labels = _labels(obj)
     return RUN_LABEL in labels and (run_id is None or labels[RUN_LABEL] == run_id)
+
+
+def list_labelled(client, run_id: str) -> list[str]:
+    """Containers, networks and volumes labelled ``p2p.run=<run_id>``, for reports and tests."""
+    f = {"filters": {"label": f"{RUN_LABEL}={run_id}"}}
+    return (
+        [f"container {c.name}" for c in client.containers.list(all=True, **f)]
+        + [f"network {n.name}" for n in client.networks.list(**f)]
+        + [f"volume {v.name}" for v in client.volumes.list(**f)]
+    )
 
 
 def clean_by_label(client, run_id: str | None = None) -> dict[str, int]:
@@ -438,8 +450,10 @@ class ComposeRunner(Runner):
         up: subprocess.Popen | None = None
         rendered = False
         t0 = time.monotonic()
+        # Peers killed at time 0 are never started: the same as killed before they author.
+        gone = {p for f in plan.spec.faults if f.at_start for p in f.peers}
+        plan = dataclasses.replace(plan, peers=tuple(p for p in plan.peers if p.id not in gone))
         try:
-            refuse_faults(plan.spec)
             note = link_deadline_note(plan.spec)
             if note:
                 progress.message(note)
@@ -474,7 +488,11 @@ class ComposeRunner(Runner):
         return RunResult(exit_codes=codes, duration=self.timings["all_exited"], backend=self.name)
 
     def _wait(self, plan: RunPlan, up: subprocess.Popen, log: Path, t0: float, progress: Progress) -> None:
-        n = plan.spec.n
+        n = len(plan.peers)
+        ids = [p.id for p in plan.peers]
+        faults = FaultScheduler(tuple(f for f in plan.spec.faults if not f.at_start), plan.run_dir,
+                                _ContainerDriver(self, plan.run_id), progress.message)
+        first_started: float | None = None
         up_deadline = t0 + UP_TIMEOUT + UP_TIMEOUT_PER_PEER * n
         run_deadline: float | None = None
         stall = max(STALL_MIN, 10 * plan.spec.options.idle)
@@ -491,6 +509,8 @@ class ComposeRunner(Runner):
             states = self.states(plan.run_id)
             started = sum(s in STARTED_STATES for s in states.values())
             exited = [p for p, s in states.items() if s in EXITED_STATES]
+            if started and first_started is None:
+                first_started = now
             if started >= n and "all_started" not in self.timings:
                 self.timings["all_started"] = now - t0
             if rc == 0 and len(exited) >= n:
@@ -499,16 +519,18 @@ class ComposeRunner(Runner):
             if rc is None and now > up_deadline:
                 raise RunnerError(f"`docker compose up -d` did not finish within {up_deadline - t0:.0f} s:\n{_tail(log)}")
             if run_deadline is not None and now > run_deadline:
-                alive = sorted(p for p in range(n) if states.get(p) not in EXITED_STATES)
+                alive = sorted(p for p in ids if states.get(p) not in EXITED_STATES)
                 raise RunnerError(
                     f"peers {alive[:10]}{'...' if len(alive) > 10 else ''} still not exited "
                     f"{plan.spec.options.max_runtime:g} s + {RUN_MARGIN:g} s after start; stopped them"
                 )
-            _, delivered = read_progress(plan.log_dir, n)
+            _, delivered = read_progress(plan.log_dir, plan.spec.n)
+            if first_started is not None and not faults.done:
+                faults.poll(now - first_started, delivered)
             running = sum(s == "running" for s in states.values())
             if delivered != last_delivered:
                 last_delivered, last_change = delivered, now
-            elif rc == 0 and exited and running and not stopped and now - last_change > stall:
+            elif rc == 0 and exited and running and not stopped and faults.done and now - last_change > stall:
                 # Some peers are gone and nothing moved since: the rest wait for deliveries that
                 # cannot come (e.g. a link failed). Stop them now rather than at max_runtime.
                 stopped = True
@@ -552,3 +574,34 @@ class ComposeRunner(Runner):
             return None
         return (f"compose: clean-up of {plan.run_id} incomplete: " + "; ".join(problems)
                 + f" -- retry with `p2p clean --run {plan.run_id}`")
+
+
+class _ContainerDriver:
+    """Faults for containers through the docker SDK: kill, pause, unpause, kill + start."""
+
+    def __init__(self, runner: ComposeRunner, run_id: str) -> None:
+        self.runner, self.run_id = runner, run_id
+
+    def _container(self, peer: int):
+        flt = {"label": [f"{RUN_LABEL}={self.run_id}", f"{PEER_LABEL}={peer}"]}
+        found = self.runner.client.containers.list(all=True, filters=flt)
+        if not found:
+            raise RunnerError(f"fault: no container for peer {peer} in run {self.run_id}")
+        return found[0]
+
+    def kill(self, peer: int) -> None:
+        try:
+            self._container(peer).kill()
+        except docker.errors.APIError:
+            pass  # already exited
+
+    def pause(self, peer: int) -> None:
+        self._container(peer).pause()
+
+    def resume(self, peer: int) -> None:
+        self._container(peer).unpause()
+
+    def restart(self, peer: int) -> None:
+        container = self._container(peer)
+        self.kill(peer)
+        container.start()

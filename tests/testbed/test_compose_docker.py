@@ -22,55 +22,11 @@ import pytest
 from generator.predict import predict
 from generator.spec import RunSpec
 from testbed.base import Progress, RunnerError, prepare_run
-from testbed.compose import ComposeRunner, check_compose, clean_by_label, docker_client, render_run
+from testbed.compose import ComposeRunner, check_compose, clean_by_label, docker_client, list_labelled, render_run
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def runner() -> ComposeRunner:
-    try:
-        client = docker_client()
-        check_compose()
-    except RunnerError as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but Docker is not usable: {e}")
-        pytest.skip(f"Docker not usable: {e}")
-    r = ComposeRunner(client, poll=0.1)
-    r.ensure_image(Progress(stream=io.StringIO()))
-    return r
-
-
-def labelled(client, run_id: str) -> list[str]:
-    f = {"filters": {"label": f"p2p.run={run_id}"}}
-    return (
-        [f"container {c.name}" for c in client.containers.list(all=True, **f)]
-        + [f"network {n.name}" for n in client.networks.list(**f)]
-        + [f"volume {v.name}" for v in client.volumes.list(**f)]
-    )
-
-
-@pytest.fixture
-def run_ids(runner):
-    """Fresh random run ids; everything labelled with them is removed afterwards, pass or fail."""
-    ids: list[str] = []
-
-    def new(prefix: str) -> str:
-        ids.append(f"t-{prefix}-{secrets.token_hex(4)}")
-        return ids[-1]
-
-    yield new
-    leftovers = {}
-    for run_id in ids:
-        try:
-            clean_by_label(runner.client, run_id)
-        finally:
-            left = labelled(runner.client, run_id)
-            if left:
-                leftovers[run_id] = left
-    assert not leftovers, f"labelled objects left behind: {leftovers}"
 
 
 def wait_for(cond, timeout: float, what: str, interval: float = 0.1):
@@ -115,7 +71,7 @@ def test_compose_runner_exact_counts(runner, run_ids, tmp_path, topology):
         assert (plan.log_dir / f"{p}.stderr.txt").exists()
     assert pred.deliveries == {"cycle": 40, "mesh": 320, "starfish": 40}[topology]  # DESIGN.md §2
     # The runner cleaned up by itself (the fixture's sweep is only the safety net).
-    assert labelled(runner.client, plan.run_id) == []
+    assert list_labelled(runner.client, plan.run_id) == []
 
 
 def test_plain_docker_compose_up(runner, run_ids, tmp_path):
@@ -137,7 +93,7 @@ def test_plain_docker_compose_up(runner, run_ids, tmp_path):
         assert_exact(latest / "logs", spec)
     finally:
         subprocess.run(["docker", "compose", "down", "-v"], cwd=tmp_path, env=env, capture_output=True, timeout=300)
-    assert labelled(runner.client, run_id) == []
+    assert list_labelled(runner.client, run_id) == []
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -172,7 +128,7 @@ ComposeRunner.connect(build_script=None).run(plan, Progress())
             proc.communicate()
     assert proc.returncode != 0
     assert "KeyboardInterrupt" in out or "interrupted" in out, out
-    assert labelled(runner.client, run_id) == [], out
+    assert list_labelled(runner.client, run_id) == [], out
 
 
 def test_p2p_run_backend_compose(runner, run_ids, tmp_path, monkeypatch):

@@ -1,0 +1,56 @@
+"""Faults on real containers (docker SDK kill/pause/unpause, partitions via the shared log dir)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from analysis.stats import analyse
+from generator.faults import Fault
+from generator.spec import PeerOptions, RunSpec
+from testbed.base import Progress, prepare_run
+from testbed.cli import predict_for
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+# Fixtures `runner` (a ComposeRunner, image built) and `run_ids` (random run ids, cleaned
+# up by label whatever happens) are in tests/testbed/conftest.py.
+
+
+def run(runner, run_ids, tmp_path, topology, n, faults, **opts):
+    spec = RunSpec.parse(topology, n, faults=tuple(Fault.parse(f) for f in faults),
+                         options=PeerOptions(**{"link_deadline": 8.0, "idle": 1.5, **opts}))
+    prediction = predict_for(spec, 2_000_000, False, Progress(stream=io.StringIO()))
+    plan = prepare_run(spec, tmp_path, prediction, run_id=run_ids(f"{topology}{n}"))
+    result = runner.run(plan, Progress(stream=io.StringIO()))
+    return plan, prediction, result
+
+
+def test_container_killed_before_it_authors_leaves_exactly_mesh_4(runner, run_ids, tmp_path):
+    plan, prediction, result = run(runner, run_ids, tmp_path, "mesh", 5, ["kill:4@0"])
+    s = analyse(plan.run_dir).summary
+    assert s["deliveries"] == s["expected_deliveries"] == prediction.deliveries == 60
+    assert s["bytes"] == s["expected_bytes"] == prediction.bytes
+    assert all(result.exit_codes[p] == 2 for p in range(4))  # each reported the link to 4 that never came
+    assert {f["nbr"] for f in s["link_failures"]} == {4}
+
+
+def test_container_killed_mid_run_lists_the_missing_deliveries(runner, run_ids, tmp_path):
+    plan, prediction, result = run(runner, run_ids, tmp_path, "mesh", 8, ["kill:3@deliveries=15000"])
+    s = analyse(plan.run_dir).summary
+    assert s["prediction"] == "upper_bound"
+    assert 15_000 <= s["deliveries"] < s["expected_deliveries"] == 109_592
+    assert s["missing_deliveries"] == s["expected_deliveries"] - s["deliveries"]
+    missing = json.loads((plan.run_dir / "missing.json").read_text())
+    assert all(3 in m["path"] for m in missing["missing"])
+    assert result.exit_codes[3] == 137  # SIGKILL
+
+
+def test_partition_and_pause_in_containers(runner, run_ids, tmp_path):
+    plan, prediction, result = run(runner, run_ids, tmp_path, "cycle", 6, ["partition:0-1@0", "pause:3@0.2",
+                                                                       "resume:3@1.2"])
+    s = analyse(plan.run_dir).summary
+    assert s["deliveries"] == s["expected_deliveries"] == prediction.deliveries == 30  # a line of 6
+    assert result.failed_peers == []
