@@ -55,19 +55,26 @@ def bench_local(sizes: list[int], repeats: int, runs_root: Path) -> list[dict]:
     return rows
 
 
-def run_script(script: str, args: list[str]) -> dict | None:
+def run_script(script: str, args: list[str], json_file: bool = False) -> dict | list | None:
+    """Run a bench script (its output streams through); return its JSON figures.
+
+    Scripts give them either as a last stdout line (``--json``) or in a file (``--json FILE``).
+    """
     path = ROOT / "bench" / script
-    if not path.exists():
-        return None
-    out = subprocess.run([sys.executable, str(path), *args, "--json"], cwd=ROOT, text=True,
-                         stdout=subprocess.PIPE, stderr=sys.stderr)
-    if out.returncode != 0:
-        print(f"{script} failed with exit code {out.returncode}", file=sys.stderr)
-        return {"error": f"exit code {out.returncode}"}
-    try:
-        return json.loads(out.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        return {"error": "no JSON result", "output": out.stdout[-2000:]}
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / "figures.json"
+        flag = ["--json", str(target)] if json_file else ["--json"]
+        out = subprocess.run([sys.executable, str(path), *args, *flag], cwd=ROOT, text=True,
+                             stdout=subprocess.PIPE, stderr=sys.stderr)
+        print(out.stdout, end="")
+        if out.returncode != 0:
+            print(f"{script} failed with exit code {out.returncode}", file=sys.stderr)
+            return {"error": f"exit code {out.returncode}"}
+        try:
+            text = target.read_text() if json_file else out.stdout.strip().splitlines()[-1]
+            return json.loads(text)
+        except (OSError, ValueError, IndexError):
+            return {"error": "no JSON result"}
 
 
 def docker_available() -> bool:
@@ -91,7 +98,8 @@ def main() -> int:
         mesh9 = sorted(runs_root.glob("mesh-9-*"))[-1]
         results["analysis"] = run_script("bench_analysis.py", [str(mesh9)])
     if not args.skip_compose and docker_available():
-        results["compose"] = run_script("bench_compose.py", ["--sizes", args.compose_sizes])
+        results["compose"] = run_script("bench_compose.py", ["--sizes", *args.compose_sizes.split(",")],
+                                        json_file=True)
     else:
         results["compose"] = None
         print("compose benchmarks skipped (no Docker engine or --skip-compose)")
