@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--redial", action="store_true", default=None, help="redial dropped links (runs that restart peers)")
     p.add_argument("--handshake-timeout", type=float, help="seconds an accepted connection may take to say its id (default 10)")
     p.add_argument("--max-runtime", type=float, help="hard limit on the peer's lifetime in seconds (default 900)")
+    p.add_argument("--upload", type=_address, metavar="HOST:PORT",
+                   help="at exit, upload the log files to this collector (python -m peer.collector)")
     return p
 
 
@@ -78,6 +80,13 @@ def config_from_args(argv: list[str] | None = None) -> PeerConfig:
     data.pop("log_dir", None)
     if data.get("control") is not None:
         data["control"] = Path(data["control"])
+    if args.upload is not None:
+        data["upload"] = args.upload
+    elif data.get("upload") is not None:
+        try:
+            data["upload"] = _address(str(data["upload"]))
+        except argparse.ArgumentTypeError as e:
+            parser.error(f"config upload: {e}")
     for required in ("id", "n"):
         if required not in data:
             parser.error(f"--{required} is required (flag or config)")

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from peer.protocols import PROTOCOLS
+from peer.upload import upload_logs
 from peer.wire import HEADER, MAX_FRAME, FrameError, decode_handshake, encode_handshake, parse_payload
 
 READ_CHUNK = 1 << 18
@@ -61,6 +62,8 @@ class PeerConfig:
     control: Path | None = None
     # Redial a link this peer dialed when it drops (for runs that restart peers).
     redial: bool = False
+    # Upload the log files to this collector (HOST, PORT) at exit (peer/upload.py; Docker Swarm).
+    upload: tuple[str, int] | None = None
 
 
 @dataclass
@@ -431,6 +434,8 @@ class Peer:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._flush_log()
         self._write_summary(time.time() - wall_start)
+        if cfg.upload is not None and not upload_logs(cfg.upload, cfg.log_dir, self.me):
+            return EXIT_ERROR
         failed = [lk.nbr for lk in self.links.values() if lk.state == "failed"]
         return EXIT_LINK_FAILED if failed else EXIT_OK
 

@@ -63,9 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run one network to completion and analyse it",
                          description="Create runs/<run-id>/, start one peer per node, wait, collect, analyse.")
     _add_spec_args(run)
-    run.add_argument("--backend", choices=("auto", "local", "compose"), default="auto",
-                     help="where peers run: local processes or Docker Compose containers (auto: compose when "
-                          "a Docker engine answers, else local)")
+    run.add_argument("--backend", choices=("auto", "local", "compose", "swarm"), default="auto",
+                     help="where peers run: local processes, Docker Compose containers, or Docker Swarm services "
+                          "(needs an active swarm; auto: compose when a Docker engine answers, else local)")
     run.add_argument("--out", type=Path, default=Path("runs"), help="runs directory (default ./runs)")
     run.add_argument("--force", action="store_true", help="run even when the prediction is above --limit")
     run.add_argument("--limit", type=int, default=DEFAULT_LIMIT,
@@ -206,6 +206,10 @@ def choose_runner(backend: str, progress: Progress):
 
     if backend == "local":
         return LocalRunner()
+    if backend == "swarm":
+        from testbed import swarm
+
+        return swarm.SwarmRunner.connect()
     from testbed import compose
 
     if backend == "compose":

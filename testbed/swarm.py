@@ -1,0 +1,477 @@
+"""Docker Swarm backend: one service per peer, spread by swarm over every node of the swarm.
+
+The runner builds the peer image (docker/build-image.sh), renders
+``compose/<topology>-<n>.stack.yml`` (generator/render_stack.py; a copy goes to
+``runs/<run-id>/stack.yml``), deploys it with ``docker stack deploy``, follows the
+peers' tasks through the Docker SDK, and removes everything afterwards:
+``docker stack rm`` and a sweep of the services, containers and networks labelled
+``p2p.run=<run-id>`` -- also on Ctrl-C, SIGTERM and any error.
+
+Logs: the peers of a swarm share no file system, so each peer writes its logs to
+a private tmpfs and uploads them when it exits (``--upload``) to the stack's
+``collector`` service (``python -m peer.collector``), pinned to the node this
+runner talks to, which bind-mounts ``runs/<run-id>/logs``. The runner therefore
+has to run on a swarm manager whose file system holds the run directory. Each
+peer's stdout/stderr comes from ``docker service logs`` (gathered by the
+manager from whichever node ran it) into ``logs/<id>.stderr.txt``; the
+collector's into ``runs/<run-id>/collector.log``.
+
+The runner never creates a swarm: without one, ``connect()`` says how.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import docker.errors
+
+from generator.render import IMAGE, PEER_LABEL, RUN_LABEL, PeerService, container_user, service_name, write_compose
+from generator.render_stack import (
+    COLLECTOR_PORT,
+    ROLE_LABEL,
+    collector_address,
+    default_stack_path,
+    render_stack,
+    stack_name,
+)
+from testbed.base import Progress, RunnerError, RunPlan, RunResult, Runner, read_progress
+from testbed.compose import (
+    BUILD_SCRIPT,
+    DOCKER_ERRORS,
+    ComposeRunner,
+    _signals_ignored,
+    _sigterm_interrupts,
+    _tail,
+    clean_by_label,
+    docker_client,
+    own_log_dir,
+    refuse_faults,
+)
+
+SWARM_INIT_HINT = "docker swarm init --advertise-addr 127.0.0.1"
+DEPLOY_TIMEOUT = 120.0  # seconds for `docker stack deploy` to return (it does not wait for tasks)
+START_TIMEOUT = 120.0  # seconds (+ START_PER_PEER per peer) for every task to get past pending/preparing
+START_PER_PEER = 1.0
+RUN_MARGIN = 30.0  # seconds past the peers' max_runtime before the runner gives up
+UPLOAD_WAIT = 30.0  # seconds for the collector to finish once every peer task ended
+REMOVE_TIMEOUT = 60.0  # seconds for the stack's services, containers and networks to go
+TASK_QUERY_BATCH = 200  # service ids per task listing (keeps the query string short for big runs)
+# Task states (docker service ps): running and the terminal ones.
+RUNNING = "running"
+TERMINAL = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned", "remove"})
+NOT_YET_STARTED = frozenset({"new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting"})
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """The latest task of one service: state, exit code (None when it never ran), error, node."""
+
+    state: str
+    exit_code: int | None
+    error: str
+    node: str
+
+
+def swarm_info(client) -> dict:
+    """The engine's swarm section; ``RunnerError`` unless this node is an active swarm manager."""
+    try:
+        info = client.info()
+    except DOCKER_ERRORS as e:
+        raise RunnerError(f"cannot ask the Docker engine about its swarm: {e}") from e
+    swarm = info.get("Swarm") or {}
+    state = swarm.get("LocalNodeState") or "inactive"
+    if state != "active":
+        raise RunnerError(
+            f"the swarm backend needs Docker Swarm, and this engine is not part of an active swarm (state: {state}). "
+            f"For a single-node swarm run\n    {SWARM_INIT_HINT}\n(undo later with `docker swarm leave --force`); "
+            "for several hosts see README, section Docker Swarm. p2p never creates a swarm by itself."
+        )
+    if not swarm.get("ControlAvailable"):
+        raise RunnerError(
+            "this Docker engine is a swarm worker; stacks are deployed from a manager: run p2p on a manager node "
+            "(`docker node ls` works there)"
+        )
+    return swarm
+
+
+def _labels(obj) -> dict[str, str]:
+    """Labels of a network or container (top level / Config) or a service (Spec)."""
+    attrs = obj.attrs
+    spec, config = attrs.get("Spec") or {}, attrs.get("Config") or {}
+    for labels in (attrs.get("Labels"), spec.get("Labels"), config.get("Labels")):
+        if labels:
+            return labels
+    return {}
+
+
+def clean_swarm(client, run_id: str, timeout: float = REMOVE_TIMEOUT) -> dict[str, int]:
+    """Remove the services, then containers and networks labelled ``p2p.run=<run_id>``; counts removed.
+
+    Swarm removes a service's containers (on every node) and frees its network
+    endpoints asynchronously, so networks are retried until ``timeout``. Local
+    containers still there after that are force-removed. ``RunnerError`` names
+    whatever could not be removed.
+    """
+    flt = {"label": f"{RUN_LABEL}={run_id}"}
+    removed = {"services": 0, "containers": 0, "networks": 0, "volumes": 0}
+    end = time.monotonic() + timeout
+    try:
+        services = [s for s in client.services.list(filters=flt) if _labels(s).get(RUN_LABEL) == run_id]
+    except DOCKER_ERRORS as e:
+        raise RunnerError(f"cannot list services labelled {flt['label']}: {e}") from e
+    for s in services:
+        try:
+            s.remove()
+            removed["services"] += 1
+        except docker.errors.NotFound:
+            pass
+        except DOCKER_ERRORS as e:
+            raise RunnerError(f"cannot remove service {s.name}: {e}") from e
+    left: list[str] = []
+    while True:
+        left = []
+        try:
+            containers = client.containers.list(all=True, filters=flt, sparse=True)
+            networks = [n for n in client.networks.list(filters=flt) if _labels(n).get(RUN_LABEL) == run_id]
+        except DOCKER_ERRORS as e:
+            raise RunnerError(f"cannot list objects labelled {flt['label']}: {e}") from e
+        out_of_time = time.monotonic() > end
+        if containers and out_of_time:
+            swept = clean_by_label(client, run_id)  # force-removes local containers, then networks
+            for k in ("containers", "networks", "volumes"):
+                removed[k] += swept[k]
+            containers = client.containers.list(all=True, filters=flt, sparse=True)
+        left += [f"container {c.id[:12]}" for c in containers]
+        if not containers:
+            for net in networks:
+                try:
+                    net.remove()
+                    removed["networks"] += 1
+                except docker.errors.NotFound:
+                    pass
+                except DOCKER_ERRORS as e:  # endpoints still being released on some node
+                    left.append(f"network {net.name} ({e})")
+        else:
+            left += [f"network {n.name}" for n in networks]
+        if not left:
+            break
+        if out_of_time:
+            raise RunnerError(f"could not remove {len(left)} object(s) labelled {flt['label']} within "
+                              f"{timeout:g} s: " + "; ".join(left[:5]))
+        time.sleep(0.25)
+    swept = clean_by_label(client, run_id)  # volumes, and anything that appeared meanwhile
+    for k, v in swept.items():
+        removed[k] += v
+    return removed
+
+
+class SwarmRunner(Runner):
+    """Run a plan as a swarm stack ``p2p-<run-id>``: a service per peer plus the log collector."""
+
+    name = "swarm"
+
+    def __init__(
+        self,
+        client,
+        *,
+        docker_cmd: Sequence[str] = ("docker",),
+        build_script: Path | None = BUILD_SCRIPT,
+        image: str = IMAGE,
+        mem_limit: str = "64m",
+        pids_limit: int = 64,
+        tmpfs_size: str = "64m",
+        endpoint_mode: str = "dnsrr",
+        internal: bool = True,
+        stack_root: Path | None = Path("."),
+        poll: float = 0.25,
+    ) -> None:
+        """``stack_root``: the stack file goes to ``<stack_root>/compose/<name>.stack.yml``
+        (None: only ``runs/<run-id>/stack.yml``)."""
+        self.client = client
+        self.docker_cmd = tuple(docker_cmd)
+        self.build_script = build_script
+        self.image = image
+        self.mem_limit = mem_limit
+        self.pids_limit = pids_limit
+        self.tmpfs_size = tmpfs_size
+        self.endpoint_mode = endpoint_mode
+        self.internal = internal
+        self.stack_root = stack_root
+        self.poll = poll
+        #: seconds after the deploy started: deployed, all_started, all_exited, collected; removed (own duration)
+        self.timings: dict[str, float] = {}
+
+    @classmethod
+    def connect(cls, **kwargs) -> SwarmRunner:
+        """A runner, or ``RunnerError`` saying why not (no engine, no swarm, a worker node, no docker CLI)."""
+        client = docker_client()
+        swarm_info(client)
+        cmd = kwargs.get("docker_cmd", ("docker",))
+        if shutil.which(cmd[0]) is None:
+            raise RunnerError(f"the docker CLI ({cmd[0]}) is not installed; `docker stack deploy` needs it")
+        return cls(client, **kwargs)
+
+    # -- steps -------------------------------------------------------------------------------
+
+    def ensure_image(self, progress: Progress) -> None:
+        """Build the peer image when its sources changed (same as the compose backend)."""
+        ComposeRunner(self.client, build_script=self.build_script, image=self.image).ensure_image(progress)
+
+    def services(self, plan: RunPlan) -> list[PeerService]:
+        """Each peer: listens on the spec's port, neighbours ``peer-<j>:<port>``, logs on /logs, uploads at exit."""
+        port = plan.spec.port
+        return [
+            PeerService(
+                id=peer.id,
+                neighbours=peer.neighbours,
+                command=(
+                    "--listen", f"0.0.0.0:{port}",
+                    *plan.peer_args(peer, lambda nb: f"{service_name(nb)}:{port}", "/logs"),
+                    "--upload", collector_address(COLLECTOR_PORT),
+                ),
+            )
+            for peer in plan.peers
+        ]
+
+    def render(self, plan: RunPlan, stack: str, node_id: str | None, user: tuple[int, int]) -> str:
+        opts = plan.spec.options
+        return render_stack(
+            stack, plan.run_id, self.services(plan), str(plan.log_dir.resolve()), user,
+            collector_node=node_id, collector_timeout=opts.max_runtime + RUN_MARGIN,
+            image=self.image, mem_limit=self.mem_limit, pids_limit=self.pids_limit, tmpfs_size=self.tmpfs_size,
+            endpoint_mode=self.endpoint_mode, internal=self.internal, title=plan.spec.name,
+        )
+
+    def deploy(self, stack_file: Path, stack: str, log: Path) -> None:
+        cmd = [*self.docker_cmd, "stack", "deploy", "--resolve-image", "never", "-c", str(stack_file), stack]
+        with open(log, "ab") as out:
+            try:
+                rc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                    timeout=DEPLOY_TIMEOUT).returncode
+            except (OSError, subprocess.TimeoutExpired) as e:
+                raise RunnerError(f"`{' '.join(cmd)}` failed: {e}") from e
+        if rc != 0:
+            raise RunnerError(f"`docker stack deploy` failed (exit {rc}):\n{_tail(log)}")
+
+    def remove_stack(self, stack: str, log: Path) -> str | None:
+        """``docker stack rm``; a problem description or None."""
+        with open(log, "ab") as out:
+            try:
+                rc = subprocess.run([*self.docker_cmd, "stack", "rm", stack], stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, timeout=120).returncode
+            except (OSError, subprocess.TimeoutExpired) as e:
+                return f"`docker stack rm {stack}` failed: {e}"
+        return None if rc == 0 else f"`docker stack rm {stack}` exited {rc} (see {log})"
+
+    def tasks(self, run_id: str) -> tuple[dict[int, TaskInfo], TaskInfo | None, dict[int, str]]:
+        """(peer id -> its latest task, the collector's latest task, peer id -> service id)."""
+        services = [s for s in self.client.services.list(filters={"label": f"{RUN_LABEL}={run_id}"})
+                    if _labels(s).get(RUN_LABEL) == run_id]
+        by_service: dict[str, str] = {}
+        peer_of: dict[int, str] = {}
+        for s in services:
+            labels = _labels(s)
+            if labels.get(PEER_LABEL, "").isdigit():
+                by_service[s.id] = labels[PEER_LABEL]
+                peer_of[int(labels[PEER_LABEL])] = s.id
+            elif labels.get(ROLE_LABEL) == "collector":
+                by_service[s.id] = "collector"
+        latest: dict[str, dict] = {}
+        ids = list(by_service)
+        for i in range(0, len(ids), TASK_QUERY_BATCH):
+            for t in self.client.api.tasks(filters={"service": ids[i : i + TASK_QUERY_BATCH]}):
+                key = by_service.get(t.get("ServiceID", ""))
+                if key is not None and (key not in latest or t.get("Version", {}).get("Index", 0)
+                                        > latest[key].get("Version", {}).get("Index", 0)):
+                    latest[key] = t
+        peers: dict[int, TaskInfo] = {}
+        collector = None
+        for key, t in latest.items():
+            status = t.get("Status") or {}
+            cstatus = status.get("ContainerStatus") or {}
+            info = TaskInfo(
+                state=status.get("State", ""),
+                exit_code=cstatus.get("ExitCode") if cstatus.get("ContainerID") else None,
+                error=status.get("Err", "") or "",
+                node=t.get("NodeID", ""),
+            )
+            if key == "collector":
+                collector = info
+            else:
+                peers[int(key)] = info
+        return peers, collector, peer_of
+
+    def node_name(self, node_id: str) -> str:
+        """A node's host name (its id when the engine cannot say)."""
+        if not node_id:
+            return "?"
+        try:
+            return self.client.nodes.get(node_id).attrs["Description"]["Hostname"]
+        except (KeyError, TypeError, *DOCKER_ERRORS):
+            return node_id[:12]
+
+    def save_service_logs(self, plan: RunPlan, stack: str) -> None:
+        """Each service's output, from whatever node ran it: a peer's to logs/<id>.stderr.txt,
+        the collector's to collector.log."""
+        for s in self.client.services.list(filters={"label": f"{RUN_LABEL}={plan.run_id}"}):
+            labels = _labels(s)
+            if labels.get(PEER_LABEL, "").isdigit():
+                path = plan.log_dir / f"{labels[PEER_LABEL]}.stderr.txt"
+            elif labels.get(ROLE_LABEL) == "collector":
+                path = plan.run_dir / "collector.log"
+            else:
+                continue
+            try:
+                data = b"".join(s.logs(stdout=True, stderr=True, follow=False))
+            except DOCKER_ERRORS as e:
+                data = f"(service logs of {s.name} unavailable: {e})\n".encode()
+            path.write_bytes(data)
+
+    # -- the run -----------------------------------------------------------------------------
+
+    def run(self, plan: RunPlan, progress: Progress) -> RunResult:
+        with _sigterm_interrupts():
+            return self._run(plan, progress)
+
+    def _run(self, plan: RunPlan, progress: Progress) -> RunResult:
+        stack = stack_name(plan.run_id)
+        log = plan.run_dir / "swarm.log"
+        self.timings = {}
+        deployed = False
+        codes: dict[int, int | None] = {}
+        try:
+            refuse_faults(plan.spec)
+            swarm = swarm_info(self.client)
+            self.ensure_image(progress)
+            user = container_user()
+            text = self.render(plan, stack, swarm.get("NodeID"), user)
+            stack_file = write_compose(text, plan.run_dir / "stack.yml")
+            if self.stack_root is not None:
+                shown = write_compose(text, default_stack_path(self.stack_root, plan.spec.name))
+            else:
+                shown = stack_file
+            own_log_dir(plan.log_dir, user)
+            progress.message(f"swarm: stack {stack}, {shown}")
+            t0 = time.monotonic()
+            deployed = True  # from here on, clean-up must run even if the deploy fails half-way
+            self.deploy(stack_file, stack, log)
+            self.timings["deployed"] = time.monotonic() - t0
+            codes = self._wait(plan, t0, progress)
+            self.save_service_logs(plan, stack)
+        except BaseException as e:
+            progress.done()
+            if isinstance(e, KeyboardInterrupt):
+                progress.message(f"interrupted: removing stack {stack} of {plan.run_id}...")
+            elif deployed:
+                try:  # whatever the services said helps explain the failure
+                    self.save_service_logs(plan, stack)
+                except Exception:  # noqa: BLE001 - best effort, never mask the error
+                    pass
+            problem = self._cleanup(plan, stack if deployed else None, log, progress)
+            if problem:
+                progress.message(problem)
+            if isinstance(e, DOCKER_ERRORS):
+                raise RunnerError(f"Docker engine error during run {plan.run_id}: {e}") from e
+            raise
+        progress.done()
+        problem = self._cleanup(plan, stack, log, progress)
+        if problem:
+            raise RunnerError(problem)
+        missing = [p.id for p in plan.peers if not (plan.log_dir / f"{p.id}.events.jsonl").exists()]
+        if missing:
+            progress.message(f"swarm: no logs arrived from peers {missing[:20]}{'...' if len(missing) > 20 else ''} "
+                             f"(see logs/<id>.stderr.txt and {plan.run_dir / 'collector.log'})")
+            for p in missing:
+                if codes.get(p) == 0:
+                    codes[p] = None
+        return RunResult(exit_codes=codes, duration=self.timings.get("all_exited", 0.0), backend=self.name)
+
+    def _wait(self, plan: RunPlan, t0: float, progress: Progress) -> dict[int, int | None]:
+        n = plan.spec.n
+        ids = [p.id for p in plan.peers]
+        start_deadline = t0 + START_TIMEOUT + START_PER_PEER * n
+        run_deadline = t0 + plan.spec.options.max_runtime + RUN_MARGIN + START_TIMEOUT
+        upload_deadline: float | None = None
+        while True:
+            now = time.monotonic()
+            peers, collector, _ = self.tasks(plan.run_id)
+            states = {p: peers[p].state if p in peers else "" for p in ids}
+            started = [p for p, s in states.items() if s == RUNNING or s in TERMINAL]
+            ended = [p for p, s in states.items() if s in TERMINAL]
+            rejected = {p: peers[p] for p in ended if peers[p].exit_code is None}
+            if collector is not None and collector.state in TERMINAL and collector.exit_code is None:
+                rejected[-1] = collector
+            if rejected:
+                # Never ran (e.g. image missing on a node, bind path missing, no resources): no point waiting.
+                detail = "; ".join(
+                    f"{'collector' if p < 0 else f'peer {p}'}: {t.state} on node {self.node_name(t.node)}: "
+                    f"{t.error or '?'}"
+                    for p, t in sorted(rejected.items())[:5]
+                )
+                hint = ""
+                if any("No such image" in t.error or "image" in t.error.lower() for t in rejected.values()):
+                    hint = (f"\nthe image {self.image} must exist on every node (no registry): "
+                            f"docker save {self.image} | ssh NODE docker load")
+                raise RunnerError(f"swarm tasks did not run: {detail}{hint}")
+            if len(started) >= n and "all_started" not in self.timings:
+                self.timings["all_started"] = now - t0
+            if len(ended) >= n:
+                if "all_exited" not in self.timings:
+                    self.timings["all_exited"] = now - t0
+                    upload_deadline = now + UPLOAD_WAIT
+                if collector is not None and collector.state in TERMINAL:
+                    self.timings["collected"] = now - t0
+                    break
+                if upload_deadline is not None and now > upload_deadline:
+                    progress.message(f"swarm: the collector did not finish within {UPLOAD_WAIT:g} s after the "
+                                     f"last peer ended (state {collector.state if collector else '?'})")
+                    break
+            if len(started) < n and now > start_deadline:
+                waiting = [p for p in ids if p not in started]
+                why = "; ".join(f"peer {p}: {states[p] or 'no task'} {peers[p].error if p in peers else ''}".strip()
+                                for p in waiting[:5])
+                raise RunnerError(f"{len(waiting)} peer task(s) not started within {start_deadline - t0:.0f} s "
+                                  f"({why}); are the nodes up and is {self.image} on every node?")
+            if now > run_deadline:
+                alive = [p for p in ids if p not in ended]
+                raise RunnerError(f"peers {alive[:10]}{'...' if len(alive) > 10 else ''} still not done "
+                                  f"{run_deadline - t0:.0f} s after the deploy; stopped them")
+            finished, delivered = read_progress(plan.log_dir, n)
+            running = sum(s == RUNNING for s in states.values())
+            progress.update(
+                f"swarm {plan.spec.name}: {len(started)}/{n} started, {running} running, {len(ended)} ended, "
+                f"{finished} uploaded ({delivered:,} deliveries), {now - t0:.1f} s"
+            )
+            time.sleep(self.poll)
+        peers, _, _ = self.tasks(plan.run_id)
+        return {p: (peers[p].exit_code if p in peers else None) for p in ids}
+
+    def _cleanup(self, plan: RunPlan, stack: str | None, log: Path, progress: Progress) -> str | None:
+        """``docker stack rm`` then the label sweep; a problem description or None."""
+        problems = []
+        with _signals_ignored():
+            t = time.monotonic()
+            if stack is not None:
+                problem = self.remove_stack(stack, log)
+                if problem:
+                    problems.append(problem)
+            try:
+                swept = clean_swarm(self.client, plan.run_id)
+            except RunnerError as e:
+                problems.append(str(e))
+            else:
+                extra = {k: v for k, v in swept.items() if v and k != "networks" and k != "services"}
+                if extra:
+                    progress.message("swarm: removed leftovers " + ", ".join(f"{v} {k}" for k, v in extra.items()))
+            self.timings["removed"] = time.monotonic() - t
+        if not problems:
+            return None
+        return (f"swarm: clean-up of {plan.run_id} incomplete: " + "; ".join(problems)
+                + f" -- retry with `docker stack rm {stack or stack_name(plan.run_id)}` and "
+                f"`p2p clean --run {plan.run_id}`")
