@@ -313,11 +313,24 @@ def cmd_topologies(args: argparse.Namespace) -> int:
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
-    from testbed.compose import clean_by_label, docker_client
+    import docker.errors
 
-    removed = clean_by_label(docker_client(), args.run)
+    from testbed.compose import clean_by_label, docker_client
+    from testbed.swarm import clean_swarm
+
+    client = docker_client()
+    services = 0
+    try:  # swarm services first: their containers and networks go with them
+        label = f"p2p.run={args.run}" if args.run else "p2p.run"
+        run_ids = {(svc.attrs.get("Spec", {}).get("Labels") or {}).get("p2p.run")
+                   for svc in client.services.list(filters={"label": label})}
+        for run_id in sorted(r for r in run_ids if r):
+            services += clean_swarm(client, run_id)["services"]
+    except docker.errors.APIError:
+        pass  # not a swarm manager: there are no services of ours to remove here
+    removed = clean_by_label(client, args.run)
     what = f"run {args.run}" if args.run else "label p2p.run"
-    print(f"removed {removed['containers']} containers, {removed['networks']} networks, "
+    print(f"removed {services} services, {removed['containers']} containers, {removed['networks']} networks, "
           f"{removed['volumes']} volumes ({what})")
     return 0
 

@@ -8,6 +8,7 @@ import pytest
 def _labelled_objects() -> set[str] | None:
     try:
         import docker
+        import docker.errors
 
         client = docker.from_env(timeout=10)
         client.ping()
@@ -15,9 +16,14 @@ def _labelled_objects() -> set[str] | None:
         return None
     found: set[str] = set()
     flt = {"label": "p2p.run"}
-    found |= {f"container {c.name}" for c in client.containers.list(all=True, filters=flt)}
+    # sparse listings: a container removed between listing and inspecting is no error.
+    found |= {f"container {c.id[:12]}" for c in client.containers.list(all=True, filters=flt, sparse=True)}
     found |= {f"network {n.name}" for n in client.networks.list(filters=flt)}
     found |= {f"volume {v.name}" for v in client.volumes.list(filters=flt)}
+    try:
+        found |= {f"service {s.name}" for s in client.services.list(filters=flt)}
+    except docker.errors.APIError:
+        pass  # not a swarm manager: no services
     client.close()
     return found
 
