@@ -99,7 +99,8 @@ def _yaml_str(value: object) -> str:
     return json.dumps(str(value)).replace("$", "$$")
 
 
-def _environment() -> Environment:
+def template_environment() -> Environment:
+    """The Jinja2 environment of generator/templates, with ``q`` quoting YAML scalars."""
     env = Environment(
         loader=PackageLoader("generator", "templates"),
         undefined=StrictUndefined,
@@ -139,7 +140,7 @@ def render_compose(
         raise RenderError("duplicate peer ids")
     networks = assign_networks({p.id: p.neighbours for p in peers}, max_per_network)
     net_count = 1 + max(k for nets in networks.values() for k in nets)
-    return _environment().get_template("compose.yml.j2").render(
+    return template_environment().get_template("compose.yml.j2").render(
         project=project,
         run_id=run_id,
         title=title or project,

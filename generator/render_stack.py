@@ -22,14 +22,13 @@ several overlays with generator.render.assign_networks; the collector joins all.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
-
-from generator.render import IMAGE, PEER_LABEL, RUN_LABEL, PeerService, RenderError, assign_networks, service_name
+from generator.render import (
+    IMAGE, PEER_LABEL, RUN_LABEL, PeerService, RenderError, assign_networks, service_name, template_environment,
+)
 
 ROLE_LABEL = "p2p.role"
 COLLECTOR_SERVICE = "collector"
@@ -53,24 +52,6 @@ def size_bytes(size: str | int) -> int:
     if not m:
         raise RenderError(f"cannot read size {size!r} (expected e.g. 64m, 512k, 1g or bytes)")
     return int(m.group(1)) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[m.group(2).lower()]
-
-
-def _yaml_str(value: object) -> str:
-    """A double-quoted YAML scalar; ``$`` escaped for the stack loader's interpolation."""
-    return json.dumps(str(value)).replace("$", "$$")
-
-
-def _environment() -> Environment:
-    env = Environment(
-        loader=PackageLoader("generator", "templates"),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
-    env.filters["q"] = _yaml_str
-    return env
 
 
 def render_stack(
@@ -116,7 +97,7 @@ def render_stack(
     collector_command = ["--listen", f"0.0.0.0:{collector_port}", "--out", "/logs", "--peers", str(len(peers))]
     if collector_timeout is not None:
         collector_command += ["--timeout", f"{collector_timeout:g}"]
-    return _environment().get_template("stack.yml.j2").render(
+    return template_environment().get_template("stack.yml.j2").render(
         stack=stack,
         run_id=run_id,
         title=title or stack,

@@ -441,7 +441,6 @@ class ComposeRunner(Runner):
             return self._run(plan, progress)
 
     def _run(self, plan: RunPlan, progress: Progress) -> RunResult:
-        n = plan.spec.n
         project = project_name(f"p2p-{plan.run_id}")
         compose_file = plan.run_dir / "compose.yml"
         compose_log = plan.run_dir / "compose.log"
