@@ -10,7 +10,7 @@ def _labelled_objects() -> set[str] | None:
         import docker
         import docker.errors
 
-        client = docker.from_env(timeout=10)
+        client = docker.from_env(timeout=120)
         client.ping()
     except Exception:  # no engine: nothing can leak
         return None

@@ -83,6 +83,7 @@ class FakeClient:
         self.containers = FakeCollection(self, "container")
         self.networks = FakeCollection(self, "network")
         self.volumes = FakeCollection(self, "volume")
+        self.services = types.SimpleNamespace(list=self.no_swarm)
         self.images = types.SimpleNamespace(get=self.get_image)
         self.image_names = {"p2p-peer:latest"}
         self.sparse_view = False
@@ -93,6 +94,10 @@ class FakeClient:
         self.ticks = 0
         self.script = None
         self.list_error: Exception | None = None
+
+    @staticmethod
+    def no_swarm(**_kwargs):
+        raise docker.errors.APIError("This node is not a swarm manager.")
 
     def get_image(self, name: str) -> str:
         if name not in self.image_names:
@@ -419,7 +424,7 @@ def test_cli_clean_and_render(client, tmp_path, monkeypatch, capsys):
     add_run(client, "run-a")
     monkeypatch.setattr(compose_mod, "docker_client", lambda: client)
     assert cli.main(["clean", "--run", "run-a"]) == 0
-    assert "removed 1 containers, 1 networks, 1 volumes" in capsys.readouterr().out
+    assert "removed 0 services, 1 containers, 1 networks, 1 volumes" in capsys.readouterr().out
     assert_only_foreign_left(client, "run-a")
 
     monkeypatch.chdir(tmp_path)
