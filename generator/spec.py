@@ -34,13 +34,19 @@ class PeerOptions:
     """Timing knobs handed to every peer (seconds)."""
 
     idle: float = 2.0
-    # None: 60 s, or 0.5 s per peer when more (a thousand containers take minutes to start).
+    # None: 60 s, or 1 s per peer when more (a thousand containers took ~9 minutes to start here).
     link_deadline: float | None = None
-    max_runtime: float = 900.0
+    # None: 900 s, or twice the link deadline plus 5 minutes when that is more.
+    max_runtime: float | None = None
     handshake_timeout: float = 10.0
 
     def link_deadline_for(self, n: int) -> float:
-        return self.link_deadline if self.link_deadline is not None else max(60.0, 0.5 * n)
+        return self.link_deadline if self.link_deadline is not None else max(60.0, 1.0 * n)
+
+    def max_runtime_for(self, n: int) -> float:
+        if self.max_runtime is not None:
+            return self.max_runtime
+        return max(900.0, 2 * self.link_deadline_for(n) + 300.0)
 
 
 @dataclass(frozen=True)

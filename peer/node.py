@@ -192,7 +192,9 @@ class Peer:
                 )
             except (OSError, asyncio.TimeoutError):
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.5)
+                # Capped at 2 s: a thousand peers retrying faster load the engine's DNS and
+                # slow down the start of the very neighbours they wait for.
+                delay = min(delay * 2, 2.0)
                 continue
             if link.state != "waiting":  # failed by the deadline meanwhile
                 writer.close()

@@ -503,7 +503,7 @@ class ComposeRunner(Runner):
                 if rc != 0:
                     raise RunnerError(f"`docker compose up -d` failed (exit {rc}):\n{_tail(log)}")
                 self.timings["up_returned"] = now - t0
-                run_deadline = now + plan.spec.options.max_runtime + RUN_MARGIN
+                run_deadline = now + plan.spec.options.max_runtime_for(plan.spec.n) + RUN_MARGIN
                 last_change = now
             states = self.states(plan.run_id)
             started = sum(s in STARTED_STATES for s in states.values())
@@ -521,7 +521,7 @@ class ComposeRunner(Runner):
                 alive = sorted(p for p in ids if states.get(p) not in EXITED_STATES)
                 raise RunnerError(
                     f"peers {alive[:10]}{'...' if len(alive) > 10 else ''} still not exited "
-                    f"{plan.spec.options.max_runtime:g} s + {RUN_MARGIN:g} s after start; stopped them"
+                    f"{plan.spec.options.max_runtime_for(plan.spec.n):g} s + {RUN_MARGIN:g} s after start; stopped them"
                 )
             _, delivered = read_progress(plan.log_dir, plan.spec.n)
             if first_started is not None and not faults.done:

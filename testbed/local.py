@@ -64,7 +64,7 @@ class LocalRunner(Runner):
                 sockets[peer.id].close()  # the child holds its own copy
                 faults.due_at_start(peer.id)
                 progress.update(f"local: started {len(procs)}/{n} peers")
-            deadline = started + plan.spec.options.max_runtime + 30
+            deadline = started + plan.spec.options.max_runtime_for(plan.spec.n) + 30
             while True:
                 alive = [p for p, proc in procs.items() if proc.poll() is None]
                 if not alive:

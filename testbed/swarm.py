@@ -243,7 +243,7 @@ class SwarmRunner(Runner):
         opts = plan.spec.options
         return render_stack(
             stack, plan.run_id, self.services(plan), str(plan.log_dir.resolve()), user,
-            collector_node=node_id, collector_timeout=opts.max_runtime + RUN_MARGIN,
+            collector_node=node_id, collector_timeout=opts.max_runtime_for(plan.spec.n) + RUN_MARGIN,
             image=self.image, mem_limit=self.mem_limit, pids_limit=self.pids_limit, tmpfs_size=self.tmpfs_size,
             endpoint_mode=self.endpoint_mode, internal=self.internal, title=plan.spec.name,
         )
@@ -396,7 +396,7 @@ class SwarmRunner(Runner):
         n = plan.spec.n
         ids = [p.id for p in plan.peers]
         start_deadline = t0 + START_TIMEOUT + START_PER_PEER * n
-        run_deadline = t0 + plan.spec.options.max_runtime + RUN_MARGIN + START_TIMEOUT
+        run_deadline = t0 + plan.spec.options.max_runtime_for(plan.spec.n) + RUN_MARGIN + START_TIMEOUT
         upload_deadline: float | None = None
         while True:
             now = time.monotonic()
