@@ -74,3 +74,20 @@ def test_analysis_lists_exactly_the_deliveries_a_mid_run_kill_lost(tmp_path):
     # Every missing delivery is a simple path of the mesh; paths through the killed peer dominate.
     assert all(len(set(m["path"])) == len(m["path"]) and m["path"][0] == m["author"] for m in missing["missing"])
     assert all(3 in m["path"] for m in missing["missing"])
+
+
+def test_restarted_peer_rejoins_its_links(tmp_path):
+    import json
+
+    plan, prediction, result = run_with_faults(tmp_path, "mesh", 5, ["restart:2@0.3"])
+    assert result.exit_codes[2] == 0  # the second incarnation finished normally
+    starts = [json.loads(x) for x in (plan.log_dir / "2.events.jsonl").read_text().splitlines()]
+    assert sum(e["ev"] == "start" for e in starts) == 2
+    for p in (0, 1, 3, 4):
+        events = [json.loads(x) for x in (plan.log_dir / f"{p}.events.jsonl").read_text().splitlines()]
+        ups = [e for e in events if e["ev"] == "link_up" and e["nbr"] == 2]
+        assert len(ups) == 2, f"peer {p} did not link up with the restarted peer 2 again"
+    # The new incarnation authored again: every other peer got peer 2's message more than once.
+    for p in (0, 1, 3, 4):
+        lines = (plan.log_dir / f"{p}.txt").read_bytes().splitlines()
+        assert sum(line.startswith(b'{"id":2,"hops":[2]}') for line in lines) == 2
