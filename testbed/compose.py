@@ -211,10 +211,15 @@ def _ours(obj, run_id: str | None) -> bool:
 
 
 def list_labelled(client, run_id: str) -> list[str]:
-    """Containers, networks and volumes labelled ``p2p.run=<run_id>``, for reports and tests."""
+    """Services, containers, networks and volumes labelled ``p2p.run=<run_id>``, for reports and tests."""
     f = {"filters": {"label": f"{RUN_LABEL}={run_id}"}}
+    try:
+        services = [f"service {s.name}" for s in client.services.list(**f)]
+    except docker.errors.APIError:  # not a swarm manager: no services
+        services = []
     return (
-        [f"container {c.name}" for c in client.containers.list(all=True, **f)]
+        services
+        + [f"container {c.name}" for c in client.containers.list(all=True, **f)]
         + [f"network {n.name}" for n in client.networks.list(**f)]
         + [f"volume {v.name}" for v in client.volumes.list(**f)]
     )

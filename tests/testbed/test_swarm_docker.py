@@ -21,7 +21,7 @@ import pytest
 from generator.predict import predict
 from generator.spec import RunSpec
 from testbed.base import Progress, RunnerError, prepare_run
-from testbed.compose import docker_client
+from testbed.compose import docker_client, list_labelled
 from testbed.swarm import SWARM_INIT_HINT, SwarmRunner, clean_swarm, swarm_info
 
 docker_slow = [pytest.mark.docker, pytest.mark.slow]
@@ -72,16 +72,6 @@ def runner(swarm_client) -> SwarmRunner:
     return r
 
 
-def labelled(client, run_id: str) -> list[str]:
-    f = {"filters": {"label": f"p2p.run={run_id}"}}
-    return (
-        [f"service {s.name}" for s in client.services.list(**f)]
-        + [f"container {c.name}" for c in client.containers.list(all=True, **f)]
-        + [f"network {n.name}" for n in client.networks.list(**f)]
-        + [f"volume {v.name}" for v in client.volumes.list(**f)]
-    )
-
-
 @pytest.fixture
 def run_ids(runner):
     """Fresh random run ids; everything labelled with them is removed afterwards, pass or fail."""
@@ -97,7 +87,7 @@ def run_ids(runner):
         try:
             clean_swarm(runner.client, run_id)
         finally:
-            left = labelled(runner.client, run_id)
+            left = list_labelled(runner.client, run_id)
             if left:
                 leftovers[run_id] = left
     assert not leftovers, f"labelled objects left behind: {leftovers}"
@@ -135,7 +125,7 @@ def test_swarm_runner_exact_counts(runner, run_ids, tmp_path, topology, n, deliv
     assert (plan.run_dir / "stack.yml").exists()
     assert set(runner.timings) >= {"deployed", "all_started", "all_exited", "collected", "removed"}
     # The runner cleaned up by itself (the fixture's sweep is only the safety net).
-    assert labelled(runner.client, plan.run_id) == []
+    assert list_labelled(runner.client, plan.run_id) == []
 
 
 @pytest.mark.docker
@@ -152,7 +142,7 @@ def test_interrupt_removes_the_stack(runner, run_ids, tmp_path):
     plan = prepare_run(spec, tmp_path / "runs", predict(spec.graph(), spec.topology), run_id=run_ids("intr"))
     with pytest.raises(KeyboardInterrupt):
         runner.run(plan, Interrupting(stream=io.StringIO(), interval=0.01))
-    assert labelled(runner.client, plan.run_id) == []
+    assert list_labelled(runner.client, plan.run_id) == []
 
 
 @pytest.mark.docker
@@ -169,7 +159,7 @@ def test_missing_image_is_a_clear_error(runner, run_ids, tmp_path):
     plan = prepare_run(spec, tmp_path / "runs", None, run_id=run_ids("noimg"))
     with pytest.raises(RunnerError, match="docker save"):
         r.run(plan, Progress(stream=io.StringIO()))
-    assert labelled(runner.client, plan.run_id) == []
+    assert list_labelled(runner.client, plan.run_id) == []
 
 
 # ---- without Docker ------------------------------------------------------------------------
