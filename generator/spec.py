@@ -21,6 +21,7 @@ import networkx as nx
 from generator.errors import SpecError, TopologyError
 from generator.faults import Fault, exactly_predictable, surviving_graph
 from generator.topologies import FAMILIES, build_graph, parse_topology_params
+from peer.emulation import LinkShape
 from peer.protocols import PROTOCOLS as _PROTOCOL_CLASSES
 
 PROTOCOLS = tuple(_PROTOCOL_CLASSES)
@@ -39,6 +40,35 @@ class PeerOptions:
     # None: 900 s, or twice the link deadline plus 5 minutes when that is more.
     max_runtime: float | None = None
     handshake_timeout: float = 10.0
+    # Link emulation inside the peers (no netem here): every link, then per-edge overrides
+    # spelled "u-v:latency=0.05,loss=0.1". Loss is seeded by the run's seed.
+    latency: float = 0.0
+    jitter: float = 0.0
+    loss: float = 0.0
+    bandwidth: float = 0.0
+    link_shapes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        try:
+            self.edge_shapes()
+        except ValueError as e:
+            raise SpecError(f"link emulation: {e}") from e
+
+    def edge_shapes(self) -> dict[tuple[int, int], LinkShape]:
+        """Per-edge shapes (u < v), each on top of the global one."""
+        base = LinkShape(self.latency, self.jitter, self.loss, self.bandwidth)
+        out = {}
+        for item in self.link_shapes:
+            edge, sep, text = item.partition(":")
+            u, dash, v = edge.partition("-")
+            if not sep or not dash or not u.strip().isdigit() or not v.strip().isdigit():
+                raise ValueError(f"expected U-V:KEY=VALUE,..., got {item!r}")
+            out[tuple(sorted((int(u), int(v))))] = LinkShape.parse(text, base)
+        return out
+
+    @property
+    def lossy(self) -> bool:
+        return self.loss > 0 or any(s.loss > 0 for s in self.edge_shapes().values())
 
     def link_deadline_for(self, n: int) -> float:
         return self.link_deadline if self.link_deadline is not None else max(60.0, 1.0 * n)
@@ -156,8 +186,8 @@ class RunSpec:
 
     @property
     def exactly_predictable(self) -> bool:
-        """False when faults make deliveries depend on timing (only a lower bound is known)."""
-        return exactly_predictable(self.faults)
+        """False when faults or emulated loss make deliveries fall short of the prediction."""
+        return exactly_predictable(self.faults) and not self.options.lossy
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from peer.emulation import SHAPE_KEYS, LinkShape
 from peer.node import EXIT_ERROR, Peer, PeerConfig
 from peer.protocols import PROTOCOLS
 
@@ -52,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--redial", action="store_true", default=None, help="redial dropped links (runs that restart peers)")
     p.add_argument("--handshake-timeout", type=float, help="seconds an accepted connection may take to say its id (default 10)")
     p.add_argument("--max-runtime", type=float, help="hard limit on the peer's lifetime in seconds (default 900)")
+    p.add_argument("--latency", type=float, help="emulated one-way delay of every link, seconds")
+    p.add_argument("--jitter", type=float, help="emulated delay varies uniformly by ± this, seconds (seeded)")
+    p.add_argument("--loss", type=float, help="emulated loss probability per frame (seeded, by content)")
+    p.add_argument("--bandwidth", type=float, help="emulated bandwidth of every link, bytes/s")
+    p.add_argument("--link-shape", action="append", default=[], metavar="NBR:KEY=VALUE,...",
+                   help="override the emulation for the link to NBR, e.g. 3:latency=0.05,loss=0.1")
     p.add_argument("--upload", type=_address, metavar="HOST:PORT",
                    help="at exit, upload the log files to this collector (python -m peer.collector)")
     return p
@@ -87,6 +94,20 @@ def config_from_args(argv: list[str] | None = None) -> PeerConfig:
             data["upload"] = _address(str(data["upload"]))
         except argparse.ArgumentTypeError as e:
             parser.error(f"config upload: {e}")
+    try:
+        base = LinkShape(**{k: float(getattr(args, k) if getattr(args, k) is not None else data.pop(k, 0.0))
+                            for k in SHAPE_KEYS})
+        for k in SHAPE_KEYS:
+            data.pop(k, None)
+        overrides = {}
+        for item in args.link_shape:
+            nbr, sep, text = item.partition(":")
+            if not sep or not nbr.isdigit():
+                raise ValueError(f"expected NBR:KEY=VALUE,..., got {item!r}")
+            overrides[int(nbr)] = LinkShape.parse(text, base)
+    except ValueError as e:
+        parser.error(str(e))
+    data["shape"], data["link_shapes"] = base, overrides
     for required in ("id", "n"):
         if required not in data:
             parser.error(f"--{required} is required (flag or config)")

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from peer.emulation import LinkShape, Shaper, is_lost
 from peer.protocols import PROTOCOLS
 from peer.upload import upload_logs
 from peer.wire import HEADER, MAX_FRAME, FrameError, decode_handshake, encode_handshake, parse_payload
@@ -64,6 +65,9 @@ class PeerConfig:
     redial: bool = False
     # Upload the log files to this collector (HOST, PORT) at exit (peer/upload.py; Docker Swarm).
     upload: tuple[str, int] | None = None
+    # Link emulation (peer/emulation.py): every link's shape, and per-neighbour overrides.
+    shape: LinkShape = field(default_factory=LinkShape)
+    link_shapes: dict[int, LinkShape] = field(default_factory=dict)
 
 
 @dataclass
@@ -108,6 +112,14 @@ class Peer:
         self._pending_handshakes = 0
         self._done = asyncio.Event()
         self.exit_reason = ""
+        self._shapers = {
+            nb: Shaper(shape, cfg.seed, cfg.id, nb)
+            for nb in self.links
+            if (shape := cfg.link_shapes.get(nb, cfg.shape)).active
+        }
+        self._lossy = any(s.shape.loss for s in self._shapers.values())
+        self._in_flight = 0  # delayed writes not yet released
+        self._last_delivery: float | None = None
         cfg.log_dir.mkdir(parents=True, exist_ok=True)
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
         self._msg_fd = os.open(cfg.log_dir / f"{cfg.id}.txt", flags, 0o644)
@@ -152,13 +164,36 @@ class Peer:
         else:
             link.undelivered += frames
 
+    def _emit(self, link: Link, frames: list[bytes]) -> None:
+        """Send frames over a link, through its emulated loss and delay when it has any."""
+        shaper = self._shapers.get(link.nbr)
+        if shaper is None:
+            self._send(link, b"".join(frames), len(frames))
+            return
+        loss = shaper.shape.loss
+        if loss:
+            kept = [f for f in frames if not is_lost(self.cfg.seed, self.me, link.nbr, f[4:], loss)]
+            link.dropped_out += len(frames) - len(kept)
+            frames = kept
+        if not frames:
+            return
+        data = b"".join(frames)
+        loop = asyncio.get_running_loop()
+        self._in_flight += 1
+        loop.call_at(shaper.release_time(loop.time(), len(data)), self._release, link, data, len(frames))
+
+    def _release(self, link: Link, data: bytes, frames: int) -> None:
+        self._in_flight -= 1
+        self._last_activity = time.monotonic()
+        self._send(link, data, frames)
+
     def _author(self) -> None:
         self.authored = True
         self._last_activity = time.monotonic()
         payload, targets = self.proto.author()
         frame = HEADER.pack(len(payload)) + payload
         for nb in targets:
-            self._send(self.links[nb], frame, 1)
+            self._emit(self.links[nb], [frame])
         self.event("authored", frames=len(targets))
 
     # ---- links ---------------------------------------------------------------
@@ -185,7 +220,9 @@ class Peer:
     async def _dial(self, link: Link) -> None:
         link.waiting_since = time.monotonic()
         delay = 0.02
-        while link.state == "waiting":
+        # exit_reason too: asyncio.wait_for (3.11) can swallow a cancellation that races
+        # with a failed connect, and this loop must not outlive the peer.
+        while link.state == "waiting" and not self.exit_reason:
             try:
                 reader, writer = await asyncio.wait_for(
                     asyncio.open_connection(link.host, link.port, limit=STREAM_LIMIT), timeout=5
@@ -311,11 +348,12 @@ class Peer:
             # Frames accepted before an error are kept and forwarded.
             if got:
                 self.recv += got
+                self._last_delivery = time.time()
                 link.frames_in += got
                 link.bytes_in += got_bytes
                 self._last_activity = time.monotonic()
                 for t, frames in out.items():
-                    self._send(self.links[t], b"".join(frames), len(frames))
+                    self._emit(self.links[t], frames)
                 if len(log) >= LOG_FLUSH_LINES:
                     self._flush_log()
         return pos
@@ -362,13 +400,16 @@ class Peer:
                 self._author()  # every link is up or given up on: flood over what there is
             if now - self._started >= cfg.max_runtime:
                 self._finish("max_runtime")
+            elif self._in_flight:
+                pass  # emulated delays still hold frames for our neighbours
             elif self.authored and cfg.expect is not None and self.recv >= cfg.expect:
                 self._finish("expected")
             elif self.authored and now - self._last_activity >= cfg.idle:
                 silence = now - self._last_activity
                 lost = any(lk.state in ("failed", "closed") for lk in self.links.values())
                 if cfg.expect is None:
-                    if lost or not getattr(self.proto, "reaches_all", True) or len(self.authors_seen) >= cfg.n - 1:
+                    reaches_all = getattr(self.proto, "reaches_all", True) and not self._lossy
+                    if lost or not reaches_all or len(self.authors_seen) >= cfg.n - 1:
                         self._finish("idle")
                 elif lost and silence >= max(cfg.idle, cfg.link_deadline):
                     # A neighbour that finished closes its link too, so a closed link alone
@@ -433,7 +474,8 @@ class Peer:
         await self._close_links()
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5.0)
         self._flush_log()
         self._write_summary(time.time() - wall_start)
         if cfg.upload is not None and not upload_logs(cfg.upload, cfg.log_dir, self.me):
@@ -482,6 +524,7 @@ class Peer:
             errors=self.errors,
             exit_reason=self.exit_reason,
             duration=round(duration, 6),
+            last_delivery=self._last_delivery,
         )
         os.close(self._msg_fd)
         os.close(self._ev_fd)

@@ -65,6 +65,13 @@ class RunPlan:
             args += ["--control", f"{log_dir}/control.json"]
         if any(f.action == "restart" for f in self.spec.faults):
             args += ["--redial"]
+        for key in ("latency", "jitter", "loss", "bandwidth"):
+            if getattr(opts, key):
+                args += [f"--{key}", f"{getattr(opts, key):g}"]
+        for (u, v), shape in opts.edge_shapes().items():
+            if peer.id in (u, v):
+                text = ",".join(f"{k}={getattr(shape, k):g}" for k in ("latency", "jitter", "loss", "bandwidth"))
+                args += ["--link-shape", f"{v if peer.id == u else u}:{text}"]
         return args
 
 

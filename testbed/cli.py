@@ -47,9 +47,11 @@ def _params(items: list[str]) -> dict[str, str]:
 
 
 def _spec_from(args: argparse.Namespace) -> RunSpec:
-    opts = PeerOptions(
-        **{k: v for k, v in (("idle", args.idle), ("link_deadline", args.link_deadline)) if v is not None}
-    ) if hasattr(args, "idle") else PeerOptions()
+    if getattr(args, "netem", False):
+        raise P2PError(_netem_refusal())
+    chosen = {k: getattr(args, k, None) for k in ("idle", "link_deadline", "latency", "jitter", "loss", "bandwidth")}
+    chosen["link_shapes"] = tuple(getattr(args, "link_shape", None) or ())
+    opts = PeerOptions(**{k: v for k, v in chosen.items() if v not in (None, ())})
     faults = tuple(Fault.parse(f) for f in getattr(args, "fault", None) or ())
     return RunSpec.parse(args.topology, args.n, protocol=args.protocol, seed=args.seed, options=opts, faults=faults,
                          params=_params(getattr(args, "param", [])),
@@ -75,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-expect", action="store_true",
                      help="do not tell peers their predicted deliveries (they exit on idle instead)")
     run.add_argument("--no-plots", action="store_true", help="statistics only, no pictures")
+    run.add_argument("--latency", type=float, help="emulated one-way delay per link, seconds (inside the peers)")
+    run.add_argument("--jitter", type=float, help="emulated delay varies by ± this, seconds (seeded)")
+    run.add_argument("--loss", type=float, help="emulated loss probability per frame (seeded by --seed)")
+    run.add_argument("--bandwidth", type=float, help="emulated bandwidth per link, bytes/s")
+    run.add_argument("--link-shape", action="append", metavar="U-V:KEY=VALUE,...",
+                     help="per-edge emulation, repeatable: 0-1:latency=0.05,loss=0.1")
+    run.add_argument("--netem", action="store_true",
+                     help="shape links with the kernel's netem instead (refused where the kernel lacks sch_netem)")
     run.add_argument("--fault", action="append", metavar="ACTION:TARGETS@WHEN",
                      help="fault timeline entry, repeatable: kill:3@0, kill:3@deliveries=20000, pause:2@0.5, "
                           "resume:2@1.5, restart:3@2, partition:0-1,2-3@0.2, heal:0-1@1 (seconds from start)")
@@ -181,6 +191,16 @@ def _predict_protocol_for(spec: RunSpec, graph, family, limit: int, force: bool,
 def _same_graph(graph, spec: RunSpec) -> bool:
     full = spec.graph()
     return graph.number_of_nodes() == full.number_of_nodes() and graph.number_of_edges() == full.number_of_edges()
+
+
+def _netem_refusal() -> str:
+    import platform
+
+    release = platform.release()
+    have = Path("/sys/module/sch_netem").exists() or any(Path(f"/lib/modules/{release}").rglob("sch_netem.ko*"))
+    why = ("netem is not supported by this testbed's runners" if have
+           else f"this kernel ({release}) has no sch_netem module")
+    return f"--netem: {why}; use --latency/--jitter/--loss/--bandwidth/--link-shape, emulated inside the peers"
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -86,7 +86,7 @@ def test_restarted_peer_rejoins_its_links(tmp_path):
     for p in (0, 1, 3, 4):
         events = [json.loads(x) for x in (plan.log_dir / f"{p}.events.jsonl").read_text().splitlines()]
         ups = [e for e in events if e["ev"] == "link_up" and e["nbr"] == 2]
-        assert len(ups) == 2, f"peer {p} did not link up with the restarted peer 2 again"
+        assert len(ups) >= 2, f"peer {p} did not link up with the restarted peer 2 again"
     # The new incarnation authored again: every other peer got peer 2's message more than once.
     for p in (0, 1, 3, 4):
         lines = (plan.log_dir / f"{p}.txt").read_bytes().splitlines()

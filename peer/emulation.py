@@ -1,0 +1,72 @@
+"""Link emulation inside the peer (the kernels here have no netem): latency, jitter,
+loss and bandwidth per link, on the sending side, reproducible from the run's seed.
+
+Loss is decided by a hash of (seed, sender, receiver, frame), not by arrival order, so
+two runs with the same seed drop the same frames even though timing differs. Delays
+keep each link first-in first-out, as TCP would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+
+SHAPE_KEYS = ("latency", "jitter", "loss", "bandwidth")
+
+
+@dataclass(frozen=True)
+class LinkShape:
+    """latency and jitter in seconds, loss a probability, bandwidth in bytes/s (0: unlimited)."""
+
+    latency: float = 0.0
+    jitter: float = 0.0
+    loss: float = 0.0
+    bandwidth: float = 0.0
+
+    def __post_init__(self) -> None:
+        if min(self.latency, self.jitter, self.bandwidth) < 0 or not 0 <= self.loss <= 1:
+            raise ValueError(f"bad link shape {self}: delays and bandwidth >= 0, loss in [0, 1]")
+
+    @property
+    def active(self) -> bool:
+        return any((self.latency, self.jitter, self.loss, self.bandwidth))
+
+    @classmethod
+    def parse(cls, text: str, base: LinkShape | None = None) -> LinkShape:
+        """``latency=0.02,loss=0.1`` (keys of SHAPE_KEYS), on top of ``base``."""
+        values = dict(vars(base or cls()))
+        for item in filter(None, text.split(",")):
+            key, eq, value = item.partition("=")
+            if not eq or key.strip() not in SHAPE_KEYS:
+                raise ValueError(f"bad link shape item {item!r}; expected KEY=VALUE with KEY in {', '.join(SHAPE_KEYS)}")
+            values[key.strip()] = float(value)
+        return cls(**values)
+
+
+def is_lost(seed: int | None, sender: int, receiver: int, payload: bytes, loss: float) -> bool:
+    if loss <= 0:
+        return False
+    digest = hashlib.blake2b(b"%d|%d|%d|" % (seed or 0, sender, receiver) + payload, digest_size=8).digest()
+    return int.from_bytes(digest, "big") < loss * 2**64
+
+
+class Shaper:
+    """Release times for one directed link."""
+
+    def __init__(self, shape: LinkShape, seed: int | None, sender: int, receiver: int) -> None:
+        self.shape = shape
+        self.rng = random.Random(f"{seed}:{sender}:{receiver}")
+        self.busy_until = 0.0
+        self.last_release = 0.0
+
+    def release_time(self, now: float, nbytes: int) -> float:
+        s = self.shape
+        start = max(now, self.busy_until)
+        if s.bandwidth:
+            self.busy_until = start + nbytes / s.bandwidth
+            start = self.busy_until
+        delay = s.latency + (self.rng.uniform(-s.jitter, s.jitter) if s.jitter else 0.0)
+        release = max(start + max(0.0, delay), self.last_release)  # first in, first out
+        self.last_release = release
+        return release
