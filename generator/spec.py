@@ -49,6 +49,7 @@ class PeerOptions:
     link_shapes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "link_shapes", tuple(self.link_shapes))  # a JSON list on load
         try:
             self.edge_shapes()
         except ValueError as e:
