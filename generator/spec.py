@@ -20,7 +20,7 @@ import networkx as nx
 
 from generator.errors import SpecError, TopologyError
 from generator.faults import Fault, exactly_predictable, surviving_graph
-from generator.topologies import FAMILIES, build_graph, parse_topology_params
+from generator.topologies import FAMILIES, build_graph, parse_topology_params, show_param
 from peer.emulation import LinkShape
 from peer.protocols import PROTOCOLS as _PROTOCOL_CLASSES
 
@@ -161,7 +161,7 @@ class RunSpec:
     @property
     def label(self) -> str:
         """The name with the parameters, e.g. ``er-20 p=0.2`` or ``circulant-9 jumps=2,3``."""
-        shown = [f"{k}={_show(v)}" for k, v in self.params if k != "path"]
+        shown = [f"{k}={show_param(v)}" for k, v in self.params if k != "path"]
         if self.topology == "file":
             shown.insert(0, Path(dict(self.params)["path"]).name)
         return " ".join([self.name, *shown])
@@ -220,11 +220,3 @@ class RunSpec:
 
     def write(self, path: Path) -> None:
         Path(path).write_text(self.to_json())
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, tuple):
-        return ",".join(map(str, value))
-    if isinstance(value, bool):
-        return str(int(value))
-    return str(value)

@@ -300,7 +300,7 @@ class Param:
         raise TopologyError(f"{where}: parameter {self.name} must be {_KIND_TEXT[self.kind]}, got {value!r}")
 
     def describe(self) -> str:
-        default = "required" if self.required else f"default {_show(self.default)}"
+        default = "required" if self.required else f"default {show_param(self.default)}"
         return f"{self.name} ({self.kind}, {default}): {self.help}"
 
 
@@ -473,7 +473,7 @@ def parse_topology_params(
     typed = fam.coerce(inline, fill=False)
     for key, value in extra.items():
         if key in typed and typed[key] != value:
-            raise TopologyError(f"parameter {key} given twice: {_show(typed[key])} and {_show(value)}")
+            raise TopologyError(f"parameter {key} given twice: {show_param(typed[key])} and {show_param(value)}")
         typed[key] = value
     typed = fam.coerce(typed)
     if size is not None and n is not None and size != n:
@@ -508,7 +508,7 @@ def build_graph(
         raise TopologyError(f"{name}-{n}: the constructor returned {g.number_of_nodes()} nodes, not 0..{n - 1}")
     if not allow_disconnected and n > 1 and not nx.is_connected(g):
         parts = nx.number_connected_components(g)
-        what = ", ".join(f"{k}={_show(v)}" for k, v in sorted(typed.items()) if k != "path")
+        what = ", ".join(f"{k}={show_param(v)}" for k, v in sorted(typed.items()) if k != "path")
         hint = " Try another seed or parameters, or allow disconnected graphs (--allow-disconnected)." if fam.random \
             else " Allow it with --allow-disconnected (allow_disconnected in the spec)."
         raise TopologyError(
@@ -559,7 +559,8 @@ def _conflict(text: str) -> int:
     raise TopologyError(f"size given twice in {text!r}")
 
 
-def _show(value: Any) -> str:
+def show_param(value: Any) -> str:
+    """A parameter value as it is spelled on the command line."""
     if isinstance(value, tuple):
         return ",".join(map(str, value))
     if isinstance(value, bool):
