@@ -166,9 +166,11 @@ def analyse(
     if protocol == "v1":
         # Faults declared at start (kills, partitions for good) leave plain v1 on the
         # surviving graph; any later fault makes that prediction an upper bound.
-        pgraph = spec.prediction_graph() if spec is not None else graph
-        same = pgraph.number_of_nodes() == graph.number_of_nodes() and pgraph.number_of_edges() == graph.number_of_edges()
-        family = topology if topology in FAMILIES and same else None
+        if spec is not None:
+            pgraph, family = spec.prediction_input()
+        else:
+            pgraph, family = graph, (topology if topology in FAMILIES else None)
+        same = pgraph is graph or family is not None
         # Enumerating paths (no closed form) costs about as much per delivery as
         # reading one; past a cap tied to what was observed, give up on a prediction.
         seen = sum(pl.messages.deliveries for pl in peers.values())

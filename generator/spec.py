@@ -183,7 +183,14 @@ class RunSpec:
 
     def prediction_graph(self) -> nx.Graph:
         """The graph an exact prediction is made on: without peers killed at start."""
-        return surviving_graph(self.graph(), self.faults)
+        return self.prediction_input()[0]
+
+    def prediction_input(self) -> tuple[nx.Graph, str | None]:
+        """The prediction graph and the family whose closed forms apply to it (None once
+        faults at start changed the graph)."""
+        full = self.graph()
+        graph = surviving_graph(full, self.faults)  # the same object when nothing was cut
+        return graph, (self.topology if graph is full else None)
 
     @property
     def exactly_predictable(self) -> bool:

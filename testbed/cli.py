@@ -143,8 +143,7 @@ def predict_for(spec: RunSpec, limit: int, force: bool, progress: Progress):
     With faults the prediction is made on what survives the faults declared at start;
     later faults make it an upper bound that analysis compares against.
     """
-    graph = spec.prediction_graph()
-    family = spec.topology if _same_graph(graph, spec) else None
+    graph, family = spec.prediction_input()
     if spec.protocol != "v1":
         return _predict_protocol_for(spec, graph, family, limit, force, progress)
     try:
@@ -186,11 +185,6 @@ def _predict_protocol_for(spec: RunSpec, graph, family, limit: int, force: bool,
         return pp.detail
     progress.message(f"{spec.name} predicted {pp.describe()}; peers exit on idle")
     return None
-
-
-def _same_graph(graph, spec: RunSpec) -> bool:
-    full = spec.graph()
-    return graph.number_of_nodes() == full.number_of_nodes() and graph.number_of_edges() == full.number_of_edges()
 
 
 def _netem_refusal() -> str:
