@@ -2,10 +2,13 @@
 
 Termination: a peer exits by itself when (a) it was told how many deliveries to
 expect and has received them all, or (b) it has authored, has seen a message from
-every other author (or lost a link), and nothing arrived for ``idle`` seconds, or
-(c) ``max_runtime`` passed. (a) is exact; (b) is the fallback for runs without a
-prediction; the "seen every author" condition is what keeps a peer alive while
-late-starting peers are still joining.
+every other author, and nothing arrived for ``idle`` seconds, or (c) ``max_runtime``
+passed. (a) is exact; (b) is the fallback for runs without a prediction; the "seen
+every author" condition is what keeps a peer alive while late-starting peers are
+still joining. A neighbour whose link was lost counts as seen (it may be dead). If
+some other author stays unheard, a peer with a lost link gives up only after a
+silence of ``link_deadline``: a peer that lost a neighbour before its link came up
+authors only at that deadline, and its message must still reach everyone.
 """
 
 from __future__ import annotations
@@ -406,12 +409,14 @@ class Peer:
                 self._finish("expected")
             elif self.authored and now - self._last_activity >= cfg.idle:
                 silence = now - self._last_activity
-                lost = any(lk.state in ("failed", "closed") for lk in self.links.values())
+                lost = {nb for nb, lk in self.links.items() if lk.state in ("failed", "closed")}
+                long_silence = lost and silence >= max(cfg.idle, cfg.link_deadline)
                 if cfg.expect is None:
                     reaches_all = getattr(self.proto, "reaches_all", True) and not self._lossy
-                    if lost or not reaches_all or len(self.authors_seen) >= cfg.n - 1:
+                    heard_all = len((self.authors_seen | lost) - {self.me}) >= cfg.n - 1
+                    if not reaches_all or heard_all or long_silence:
                         self._finish("idle")
-                elif lost and silence >= max(cfg.idle, cfg.link_deadline):
+                elif long_silence:
                     # A neighbour that finished closes its link too, so a closed link alone
                     # is no reason to give up on expected deliveries: only a long silence is.
                     self._finish("idle")

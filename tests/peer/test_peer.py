@@ -147,3 +147,51 @@ def test_a_neighbour_that_stops_reading_is_dropped_not_buffered_forever(tmp_path
     summary = events(tmp_path, 1)[-1]
     assert summary["recv"] == frames  # every frame from the healthy link was still delivered and logged
     assert summary["links"]["2"]["bytes_out"] <= (1 << 20) + 8 * 1024 * 1024
+
+
+async def lost_link_run(tmp_path, late_frames, link_deadline):
+    """Peer 0 of 4 dials fake 1 (which hangs up at once) and fake 2 (which speaks late)."""
+
+    async def hangs_up(reader, writer):
+        await reader.readexactly(4)
+        writer.close()
+
+    async def speaks_late(reader, writer):
+        await reader.readexactly(4)
+        await read_frames(reader, 1)  # peer 0's own message: it authored with a link already lost
+        await asyncio.sleep(0.8)  # as a peer does that waits for a link to a dead peer before authoring
+        writer.write(b"".join(encode_frame(encode_payload(a, hops)) for a, hops in late_frames))
+        await writer.drain()
+        await reader.read()
+        writer.close()
+
+    servers = [await asyncio.start_server(h, "127.0.0.1", 0) for h in (hangs_up, speaks_late)]
+    ports = [s.sockets[0].getsockname()[1] for s in servers]
+    sock0 = listening_socket()
+    peer = make_peer(tmp_path, 0, 4, {1: ("127.0.0.1", ports[0]), 2: ("127.0.0.1", ports[1])}, sock0,
+                     idle=0.3, link_deadline=link_deadline)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    code = await asyncio.wait_for(peer.run(), 60)
+    for s in servers:
+        s.close()
+    return code, loop.time() - started
+
+
+def test_a_lost_link_does_not_end_the_wait_for_an_unheard_author(tmp_path):
+    # Author 3 is never heard: peer 0 must outwait a link deadline of silence, so author 2's
+    # late message (0.8 s, beyond the 0.3 s idle) still reaches it.
+    code, took = asyncio.run(lost_link_run(tmp_path, [(2, [2])], link_deadline=1.5))
+    assert code == 0
+    assert b'{"id":2,"hops":[2]}' in (tmp_path / "0.txt").read_bytes().splitlines()
+    summary = events(tmp_path, 0)[-1]
+    assert summary["exit_reason"] == "idle" and summary["recv"] == 1
+    assert took >= 0.8 + 1.5
+
+
+def test_a_peer_that_heard_every_author_but_lost_neighbours_ends_on_idle(tmp_path):
+    # Authors 2 and 3 heard, 1 lost: nothing more can come, so the 30 s link deadline is not waited.
+    code, took = asyncio.run(lost_link_run(tmp_path, [(2, [2]), (3, [3, 2])], link_deadline=30))
+    assert code == 0
+    assert events(tmp_path, 0)[-1]["recv"] == 2
+    assert took < 10
