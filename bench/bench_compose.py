@@ -1,6 +1,6 @@
 """Compose start-up and memory: our ComposeRunner vs a raw `docker compose up -d` of idle containers.
 
-    python3 bench/bench_compose.py [--sizes 50 200] [--json FILE]
+    python3 bench/bench_compose.py [--sizes 50 200] [--variants raw,hard,same,runner] [--json FILE]
 
 For each size N, in the same session:
   raw     N services of the peer image running `python3 -c "import time; time.sleep(3600)"`,
@@ -39,8 +39,18 @@ import yaml  # noqa: E402
 
 from generator.predict import predict  # noqa: E402
 from generator.spec import RunSpec  # noqa: E402
-from testbed.base import Progress, prepare_run  # noqa: E402
-from testbed.compose import ComposeRunner, clean_by_label, render_plan  # noqa: E402
+from generator.render import container_user  # noqa: E402
+from testbed.base import Progress, RunnerError, prepare_run  # noqa: E402
+from testbed.compose import (  # noqa: E402
+    EXITED_STATES,
+    START_FILE,
+    STARTED_STATES,
+    ComposeRunner,
+    ContainerWatch,
+    clean_by_label,
+    own_log_dir,
+    render_plan,
+)
 
 IDLE_CMD = ["python3", "-c", "import time; time.sleep(3600)"]  # outlives any start-up
 
@@ -108,8 +118,25 @@ def memory_of(client, run_id: str) -> dict[str, float]:
             "max_mib": max(used, default=0.0), "rss_mean_mib": float("nan")}
 
 
-def running_count(client, run_id: str) -> int:
-    return len(client.containers.list(filters={"label": f"p2p.run={run_id}", "status": "running"}, sparse=True))
+def count(watch: ContainerWatch, states: frozenset[str]) -> int:
+    return sum(s in states for s in watch.states(time.monotonic()).values())
+
+
+def flood_span(log_dir: Path, n: int) -> float | None:
+    """Seconds from the first peer passing the start barrier to the last delivery anywhere (peer clocks)."""
+    go, last = [], []
+    for p in range(n):
+        try:
+            lines = (log_dir / f"{p}.events.jsonl").read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            rec = json.loads(line)
+            if rec["ev"] == "go":
+                go.append(rec["t"])
+            elif rec["ev"] == "summary" and rec.get("last_delivery"):
+                last.append(rec["last_delivery"])
+    return max(last) - min(go) if go and last else None
 
 
 # ---- raw compose -----------------------------------------------------------------------------
@@ -123,7 +150,7 @@ def raw_compose(n: int, run_id: str, image: str) -> str:
             f"    image: {image}",
             "    pull_policy: never",
             f"    entrypoint: {json.dumps(IDLE_CMD)}",
-            f"    labels: {{p2p.run: {run_id}}}",
+            f"    labels: {{p2p.run: {run_id}, p2p.peer: '{i}'}}",
         ]
     lines += ["networks:", "  default:", f"    labels: {{p2p.run: {run_id}}}"]
     return "\n".join(lines) + "\n"
@@ -139,40 +166,76 @@ def hardened_idle_compose(n: int, run_id: str, workdir: Path) -> str:
     return yaml.safe_dump(doc, sort_keys=False)
 
 
-def bench_raw(client, n: int, image: str, workdir: Path, hardened: bool = False) -> dict:
-    run_id = f"bench-{'hard' if hardened else 'raw'}-{n}-{secrets.token_hex(3)}"
+def same_file_compose(n: int, run_id: str, workdir: Path) -> tuple[str, Path]:
+    """The very file ComposeRunner writes for cycle-N (start barrier included), and its log dir."""
+    spec = RunSpec.parse("cycle", n)
+    plan = prepare_run(spec, workdir / "runs", predict(spec.graph(), spec.topology), run_id=run_id)
+    own_log_dir(plan.log_dir, container_user())
+    return render_plan(plan, workdir / f"{run_id}.yml", f"p2p-{run_id}", barrier=True), plan.log_dir
+
+
+def bench_raw(client, n: int, image: str, workdir: Path, kind: str = "raw") -> dict:
+    """Plain `docker compose up -d` of ``kind``: raw idle, hardened idle, or the runner's own file."""
+    run_id = f"bench-{kind}-{n}-{secrets.token_hex(3)}"
     path = workdir / f"{run_id}.yml"
-    path.write_text(hardened_idle_compose(n, run_id, workdir) if hardened else raw_compose(n, run_id, image))
+    log_dir = None
+    if kind == "same":
+        text, log_dir = same_file_compose(n, run_id, workdir)
+    else:
+        text = hardened_idle_compose(n, run_id, workdir) if kind == "hard" else raw_compose(n, run_id, image)
+    path.write_text(text)
     base = ["docker", "compose", "-p", f"p2p-{run_id}", "-f", str(path)]
     log = workdir / f"{run_id}.log"  # a file, not a pipe: 200 containers' progress lines would fill a pipe
     res: dict = {"run_id": run_id}
     up = None
-    try:
-        with open(log, "wb") as out:
-            t0 = time.monotonic()
-            up = subprocess.Popen([*base, "up", "-d"], stdout=out, stderr=subprocess.STDOUT)
-        while running_count(client, run_id) < n:
-            if up.poll() not in (None, 0):
-                raise RuntimeError(f"{run_id}: up -d failed: {log.read_text()[-2000:]}")
-            if time.monotonic() - t0 > 600:
-                raise RuntimeError(f"{run_id}: not all running after 600 s: {log.read_text()[-2000:]}")
-            time.sleep(0.1)
-        res["all_running_s"] = time.monotonic() - t0
-        up.wait()
-        res["up_returned_s"] = max(res["all_running_s"], time.monotonic() - t0)
-        if up.returncode != 0:
-            raise RuntimeError(f"{run_id}: up -d failed: {log.read_text()[-2000:]}")
-        res["memory"] = memory_of(client, run_id)
-        t = time.monotonic()
-        subprocess.run([*base, "down", "-v", "-t", "1"], capture_output=True, timeout=900)
-        res["down_s"] = time.monotonic() - t
-    finally:
-        if up is not None and up.poll() is None:
-            up.kill()
+    # Events, not listings, so that watching does not slow down what is watched.
+    with ContainerWatch(client, run_id, relist=600) as watch:
+        try:
+            with open(log, "wb") as out:
+                t0 = time.monotonic()
+                up = subprocess.Popen([*base, "up", "-d"], stdout=out, stderr=subprocess.STDOUT)
+            while count(watch, STARTED_STATES) < n:
+                if up.poll() not in (None, 0):
+                    raise RuntimeError(f"{run_id}: up -d failed: {log.read_text()[-2000:]}")
+                if time.monotonic() - t0 > 3600:
+                    raise RuntimeError(f"{run_id}: not all running after 3600 s: {log.read_text()[-2000:]}")
+                time.sleep(0.1)
+            res["all_running_s"] = time.monotonic() - t0
             up.wait()
-            subprocess.run([*base, "down", "-v", "-t", "1"], capture_output=True, timeout=900)
-        clean_by_label(client, run_id)
+            res["up_returned_s"] = max(res["all_running_s"], time.monotonic() - t0)
+            if up.returncode != 0:
+                raise RuntimeError(f"{run_id}: up -d failed: {log.read_text()[-2000:]}")
+            res["memory"] = memory_of(client, run_id)
+            if log_dir is not None:  # let the peers flood, as the runner would, and time it
+                go = time.monotonic()
+                (log_dir / START_FILE).touch()
+                while count(watch, EXITED_STATES) < n:
+                    if time.monotonic() - go > 3600:
+                        raise RuntimeError(f"{run_id}: peers still running after 3600 s")
+                    time.sleep(0.1)
+                res["quiescence_s"] = time.monotonic() - go
+                res["deliveries"] = sum(len((log_dir / f"{p}.txt").read_bytes().splitlines()) for p in range(n))
+                res["flood_s"] = flood_span(log_dir, n)
+            t = time.monotonic()
+            subprocess.run([*base, "down", "-v", "-t", "1"], capture_output=True, timeout=3600)
+            res["down_s"] = time.monotonic() - t
+        finally:
+            if up is not None and up.poll() is None:
+                up.kill()
+                up.wait()
+                subprocess.run([*base, "down", "-v", "-t", "1"], capture_output=True, timeout=3600)
+            res["cleanup_problem"] = sweep(client, run_id)
     return res
+
+
+def sweep(client, run_id: str) -> str | None:
+    """Remove what is left by label; a stale network (engine bug) is reported, not fatal to the bench."""
+    try:
+        clean_by_label(client, run_id)
+    except RunnerError as e:
+        print(f"warning: {e}", file=sys.stderr)
+        return str(e)
+    return None
 
 
 # ---- our runner ------------------------------------------------------------------------------
@@ -187,13 +250,17 @@ def bench_runner(client, n: int, workdir: Path) -> dict:
     mem: dict = {}
     stop = threading.Event()
 
-    def sample() -> None:  # own client: the runner's is busy in the main thread
-        c = docker.from_env()
-        while not stop.is_set():
-            if running_count(c, run_id) >= n:
-                mem.update(memory_of(c, run_id))
-                return
-            stop.wait(0.1)
+    def sample() -> None:
+        # Own client (the runner's is busy in the main thread); while all N run, keep the
+        # sample with the highest mean: the peers at their fullest, mid-flood.
+        c = docker.from_env(timeout=300)
+        with ContainerWatch(c, run_id, relist=600) as watch:
+            while not stop.is_set():
+                if count(watch, frozenset({"running"})) >= n:
+                    m = memory_of(c, run_id)
+                    if m.get("containers") == n and m["mean_mib"] > mem.get("mean_mib", -1):
+                        mem.update(m)
+                stop.wait(max(1.0, n / 200))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -201,74 +268,108 @@ def bench_runner(client, n: int, workdir: Path) -> dict:
         result = runner.run(plan, Progress(stream=io.StringIO()))
     finally:
         stop.set()
-        sampler.join(timeout=60)
-        clean_by_label(client, run_id)
+        sampler.join(timeout=120)
+        problem = sweep(client, run_id)
     delivered = sum(len((plan.log_dir / f"{p}.txt").read_bytes().splitlines()) for p in range(n))
+    t = runner.timings
     return {
         "run_id": run_id,
-        "all_started_s": runner.timings.get("all_started"),
-        "up_returned_s": runner.timings.get("up_returned"),
-        "all_exited_s": runner.timings.get("all_exited"),
-        "down_s": runner.timings.get("down"),
+        "all_started_s": t.get("all_started"),
+        "up_returned_s": t.get("up_returned"),
+        "all_exited_s": t.get("all_exited"),
+        "quiescence_s": t["all_exited"] - t["all_started"],
+        "flood_s": flood_span(plan.log_dir, n),
+        "collect_s": t.get("collect"),
+        "down_s": t.get("down"),
         "failed_peers": result.failed_peers,
         "deliveries": delivered,
         "predicted": pred.deliveries,
         "memory": mem or {"note": "peers exited before all were running at once"},
+        "cleanup_problem": problem,
     }
+
+
+VARIANTS = {
+    "raw": "raw `up -d`, idle python sleep",
+    "hard": "raw `up -d`, idle in our hardened file",
+    "same": "raw `up -d` of the runner's own file",
+    "runner": "ComposeRunner",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[50, 200])
+    ap.add_argument("--variants", default="raw,hard,same,runner",
+                    help=f"comma-separated, of {', '.join(VARIANTS)} (default all)")
     ap.add_argument("--image", default="p2p-peer:latest")
     ap.add_argument("--json", type=Path, help="also write the figures to this file")
     args = ap.parse_args(argv)
-    client = docker.from_env()
+    variants = [v for v in args.variants.split(",") if v]
+    if not variants or set(variants) - set(VARIANTS):
+        ap.error(f"--variants: choose from {', '.join(VARIANTS)}")
+    client = docker.from_env(timeout=300)
     ComposeRunner(client).ensure_image(Progress(stream=sys.stderr))
     workdir = Path(tempfile.mkdtemp(prefix="p2p-bench-"))
     results = []
     try:
         for n in args.sizes:
-            print(f"N={n}: raw compose of idle containers...", file=sys.stderr, flush=True)
-            raw = bench_raw(client, n, args.image, workdir)
-            print(f"N={n}: hardened idle containers (our compose file)...", file=sys.stderr, flush=True)
-            hard = bench_raw(client, n, args.image, workdir, hardened=True)
-            print(f"N={n}: ComposeRunner cycle-{n}...", file=sys.stderr, flush=True)
-            ours = bench_runner(client, n, workdir)
-            results.append({"n": n, "raw": raw, "hardened": hard, "runner": ours})
+            row: dict = {"n": n}
+            for v in variants:
+                print(f"N={n}: {VARIANTS[v]}...", file=sys.stderr, flush=True)
+                row[v] = bench_runner(client, n, workdir) if v == "runner" else bench_raw(client, n, args.image, workdir, v)
+            results.append(row)
+            if args.json:  # after every size: a long bench that dies late keeps what it measured
+                args.json.write_text(json.dumps(results, indent=2) + "\n")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    print("start-up: seconds from `up -d` to all N containers running (runner: started), ratio to raw")
-    print(f"{'N':>5} {'raw idle':>9} {'hardened idle':>14} {'runner':>8} {'runner/raw':>11} "
-          f"{'runner exited':>14} {'down raw/hard/ours':>19}")
-    for r in results:
-        raw, hard, ours = r["raw"], r["hardened"], r["runner"]
-        print(f"{r['n']:>5} {raw['all_running_s']:>8.1f}s {hard['all_running_s']:>13.1f}s "
-              f"{ours['all_started_s']:>7.1f}s {ours['all_started_s'] / raw['all_running_s']:>11.2f} "
-              f"{ours['all_exited_s']:>13.1f}s {raw['down_s']:>7.1f}/{hard['down_s']:.1f}/{ours['down_s']:.1f}s")
-    print("host memory per container (MiB, usage minus inactive file cache; RSS):")
-    for r in results:
-        for kind in ("raw", "hardened", "runner"):
-            m = r[kind]["memory"]
-            if "mean_mib" in m:
-                label = {"raw": "idle python sleep", "hardened": "idle, hardened + init",
-                         "runner": f"peer, cycle-{r['n']} mid-run"}[kind]
-                print(f"  N={r['n']:<4} {label:<24} mean {m['mean_mib']:.1f}  max {m['max_mib']:.1f}  "
-                      f"rss {m['rss_mean_mib']:.1f}  ({m['containers']} containers, {m['source']})")
-            else:
-                print(f"  N={r['n']:<4} {kind}: {m}")
-    for r in results:
-        ours = r["runner"]
-        ok = ours["deliveries"] == ours["predicted"] and not ours["failed_peers"]
-        print(f"  cycle-{r['n']}: {ours['deliveries']:,} deliveries (predicted {ours['predicted']:,})"
-              f"{'' if ok else '  MISMATCH/FAILED ' + str(ours['failed_peers'])}")
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    report(results, variants)
     left = client.containers.list(all=True, filters={"label": "p2p.run"}, sparse=True)
     if any(c.attrs.get("Labels", {}).get("p2p.run", "").startswith("bench-") for c in left):
         print("warning: bench containers left behind; run `p2p clean`", file=sys.stderr)
         return 1
     return 0
+
+
+def report(results: list[dict], variants: list[str]) -> None:
+    def started(r: dict, v: str) -> float:
+        return r[v]["all_started_s"] if v == "runner" else r[v]["all_running_s"]
+
+    print("start-up: seconds from `up -d` until all N containers run; runner: ratio to each raw variant")
+    print(f"{'N':>5} " + " ".join(f"{v:>8}" for v in variants)
+          + "".join(f" {'runner/' + v:>12}" for v in variants if v != "runner" and "runner" in variants))
+    for r in results:
+        line = f"{r['n']:>5} " + " ".join(f"{started(r, v):>7.1f}s" for v in variants)
+        if "runner" in variants:
+            line += "".join(f" {started(r, 'runner') / started(r, v):>12.2f}" for v in variants if v != "runner")
+        print(line)
+    print("quiescence (start barrier -> all containers exited), flood (barrier -> last delivery), collect, down:")
+    for r in results:
+        for v in ("same", "runner"):
+            if v in r:
+                x = r[v]
+                flood = f"{x['flood_s']:6.1f}s" if x.get("flood_s") is not None else "     ?"
+                print(f"  cycle-{r['n']:<5} {v:<7} quiescence {x['quiescence_s']:7.1f}s  flood {flood}  "
+                      f"deliveries {x['deliveries']:>10,}  down {x['down_s']:.1f}s"
+                      + (f"  collect {x['collect_s']:.1f}s" if x.get("collect_s") is not None else ""))
+    print("host memory per container (MiB, usage minus inactive file cache; RSS):")
+    for r in results:
+        for v in variants:
+            m = r[v]["memory"]
+            if "mean_mib" in m:
+                print(f"  N={r['n']:<5} {VARIANTS[v]:<40} mean {m['mean_mib']:.1f}  max {m['max_mib']:.1f}  "
+                      f"rss {m['rss_mean_mib']:.1f}  ({m['containers']} containers, {m['source']})")
+            else:
+                print(f"  N={r['n']:<5} {v}: {m}")
+    for r in results:
+        if "runner" in r:
+            ours = r["runner"]
+            ok = ours["deliveries"] == ours["predicted"] and not ours["failed_peers"]
+            print(f"  cycle-{r['n']}: {ours['deliveries']:,} deliveries (predicted {ours['predicted']:,})"
+                  f"{'' if ok else '  MISMATCH/FAILED ' + str(ours['failed_peers'])}")
+        problems = [r[v].get("cleanup_problem") for v in variants if r[v].get("cleanup_problem")]
+        for pr in problems:
+            print(f"  N={r['n']}: clean-up problem: {pr[:300]}")
 
 
 if __name__ == "__main__":

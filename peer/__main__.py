@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--idle", type=float, help="seconds of silence before exiting when --expect is not given (default 3)")
     p.add_argument("--link-deadline", type=float, help="seconds to wait for every link to come up (default 60)")
     p.add_argument("--control", type=Path, help="fault-injection file: JSON {\"blocked\": [[u, v], ...]} re-read on change")
+    p.add_argument("--start-file", type=Path, metavar="PATH",
+                   help="start barrier: listen at once, dial and author only once PATH exists (the Compose runner "
+                        "creates it when every container runs); link deadlines count from then; without it the peer "
+                        "ends at --max-runtime")
     p.add_argument("--redial", action="store_true", default=None, help="redial dropped links (runs that restart peers)")
     p.add_argument("--handshake-timeout", type=float, help="seconds an accepted connection may take to say its id (default 10)")
     p.add_argument("--max-runtime", type=float, help="hard limit on the peer's lifetime in seconds (default 900)")
@@ -73,7 +77,7 @@ def config_from_args(argv: list[str] | None = None) -> PeerConfig:
             data = json.loads(args.config.read_text())
         except (OSError, json.JSONDecodeError) as e:
             parser.error(f"cannot read config {args.config}: {e}")
-    for key in ("id", "n", "protocol", "seed", "expect", "idle", "link_deadline", "max_runtime", "listen_fd", "control", "redial",
+    for key in ("id", "n", "protocol", "seed", "expect", "idle", "link_deadline", "max_runtime", "listen_fd", "control", "start_file", "redial",
                 "handshake_timeout", "fanout", "ttl"):
         value = getattr(args, key)
         if value is not None:
@@ -85,8 +89,9 @@ def config_from_args(argv: list[str] | None = None) -> PeerConfig:
     data.pop("listen", None)
     log_dir = args.log_dir or Path(data.pop("log_dir", "logs"))
     data.pop("log_dir", None)
-    if data.get("control") is not None:
-        data["control"] = Path(data["control"])
+    for key in ("control", "start_file"):
+        if data.get(key) is not None:
+            data[key] = Path(data[key])
     if args.upload is not None:
         data["upload"] = args.upload
     elif data.get("upload") is not None:

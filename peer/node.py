@@ -31,6 +31,7 @@ from peer.wire import HEADER, MAX_FRAME, FrameError, decode_handshake, encode_ha
 READ_CHUNK = 1 << 18
 STREAM_LIMIT = 1 << 20
 TICK = 0.1
+START_POLL = 0.2  # seconds between looks for the start file
 MAX_PENDING_HANDSHAKES = 64
 LOG_FLUSH_LINES = 20_000
 
@@ -68,6 +69,10 @@ class PeerConfig:
     redial: bool = False
     # Upload the log files to this collector (HOST, PORT) at exit (peer/upload.py; Docker Swarm).
     upload: tuple[str, int] | None = None
+    # Start barrier: listen at once, but dial and author only once this file exists (the
+    # Compose runner creates it when every container has started). Link deadlines count
+    # from then; a file that never comes ends the peer at ``max_runtime``.
+    start_file: Path | None = None
     # Link emulation (peer/emulation.py): every link's shape, and per-neighbour overrides.
     shape: LinkShape = field(default_factory=LinkShape)
     link_shapes: dict[int, LinkShape] = field(default_factory=dict)
@@ -467,6 +472,8 @@ class Peer:
             )
         addr = server.sockets[0].getsockname()
         self.event("listen", addr=f"{addr[0]}:{addr[1]}")
+        if cfg.start_file is not None:
+            await self._await_start_file(cfg.start_file)
         for link in self.links.values():
             if link.nbr > self.me:  # the lower id dials: deterministic, one connection per edge
                 self._spawn(self._dial(link))
@@ -487,6 +494,26 @@ class Peer:
             return EXIT_ERROR
         failed = [lk.nbr for lk in self.links.values() if lk.state == "failed"]
         return EXIT_LINK_FAILED if failed else EXIT_OK
+
+    async def _await_start_file(self, path: Path) -> None:
+        # Dials to containers that do not exist yet would only load the engine's DNS and
+        # take CPU from the start-up of the very containers they wait for.
+        # Bounded by the peer's lifetime only: a thousand containers can take longer to
+        # start than any link deadline. Without the file the peer ends at max_runtime.
+        deadline = self._started + self.cfg.max_runtime
+        while not path.exists() and not self._done.is_set():
+            if time.monotonic() >= deadline:
+                self.event("start_file_missing", path=str(path))
+                print(f"peer {self.me}: start file {path} did not appear within --max-runtime "
+                      f"{self.cfg.max_runtime:g} s", file=sys.stderr, flush=True)
+                break
+            await asyncio.sleep(START_POLL)
+        now = time.monotonic()
+        self._last_activity = now
+        for link in self.links.values():
+            if link.state == "waiting":
+                link.waiting_since = now
+        self.event("go")
 
     async def _close_links(self) -> None:
         writers = [lk.writer for lk in self.links.values() if lk.writer is not None]

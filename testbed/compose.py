@@ -22,6 +22,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,13 +52,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 BUILD_SCRIPT = REPO_ROOT / "docker" / "build-image.sh"
 ENSURE_COMPOSE_HINT = "install it with docker/ensure-compose.sh (or use --backend local)"
 UP_TIMEOUT = 120.0  # seconds for `up -d`, plus UP_TIMEOUT_PER_PEER per peer
-UP_TIMEOUT_PER_PEER = 1.0
+UP_TIMEOUT_PER_PEER = 2.0  # the engine here creates ~2 containers a second, slower as they pile up
 RUN_MARGIN = 30.0  # seconds past the peers' max_runtime before the runner gives up
 # Containers start one after the other (0.2-0.4 s each measured on 2 cores): a peer's
 # links must wait that long for the last neighbour. Warn below base + per peer * N.
 STARTUP_BASE = 10.0
 STARTUP_PER_PEER = 0.5
 STALL_MIN = 30.0  # no delivery for max(STALL_MIN, 10 * idle) s while some peers exited: stop the rest
+START_FILE = ".start"  # in the log dir: the start barrier (peer --start-file)
+DOCKER_TIMEOUT = 300  # seconds per engine API call: listing 1000 containers under load takes long
+COLLECT_THREADS = 8
 STARTED_STATES = frozenset({"running", "exited", "dead", "paused", "restarting", "removing"})
 EXITED_STATES = frozenset({"exited", "dead"})
 DOCKER_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
@@ -66,9 +70,14 @@ DOCKER_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestExcep
 # ---- rendering a plan ------------------------------------------------------------------
 
 
-def compose_services(plan: RunPlan) -> list[PeerService]:
-    """Each peer as a service: ``--listen 0.0.0.0:<port>``, neighbours ``peer-<j>:<port>``, logs in /logs."""
+def compose_services(plan: RunPlan, barrier: bool = False) -> list[PeerService]:
+    """Each peer as a service: ``--listen 0.0.0.0:<port>``, neighbours ``peer-<j>:<port>``, logs in /logs.
+
+    With ``barrier`` the peers also wait for ``/logs/.start`` before dialing (``START_FILE``;
+    the runner creates it once every container has started).
+    """
     port = plan.spec.port
+    extra = ("--start-file", f"/logs/{START_FILE}") if barrier else ()
     return [
         PeerService(
             id=peer.id,
@@ -76,6 +85,7 @@ def compose_services(plan: RunPlan) -> list[PeerService]:
             command=(
                 "--listen", f"0.0.0.0:{port}",
                 *plan.peer_args(peer, lambda nb: f"{service_name(nb)}:{port}", "/logs"),
+                *extra,
             ),
         )
         for peer in plan.peers
@@ -91,11 +101,12 @@ def render_plan(
     image: str = IMAGE,
     mem_limit: str = "64m",
     pids_limit: int = 64,
+    barrier: bool = False,
 ) -> str:
     """The compose text for ``plan``, its log dir bind-mounted relative to ``compose_file``."""
     log_dir = os.path.relpath(plan.log_dir.resolve(), Path(compose_file).resolve().parent)
     return render_compose(
-        project, plan.run_id, compose_services(plan), log_dir, user or container_user(),
+        project, plan.run_id, compose_services(plan, barrier), log_dir, user or container_user(),
         image=image, mem_limit=mem_limit, pids_limit=pids_limit, title=plan.spec.name,
     )
 
@@ -104,6 +115,11 @@ def own_log_dir(log_dir: Path, user: tuple[int, int]) -> None:
     """As root, hand the log dir to the container user (root can still remove what it writes)."""
     if os.getuid() == 0 and user[0] != 0:
         os.chown(log_dir, *user)
+
+
+def relist_interval(n: int) -> float:
+    """Seconds between full container listings while events report the changes."""
+    return max(2.0, n / 100)
 
 
 def startup_allowance(n: int) -> float:
@@ -169,7 +185,7 @@ def render_run(
 def docker_client() -> docker.DockerClient:
     """A client whose engine answered a ping; ``RunnerError`` otherwise."""
     try:
-        client = docker.from_env()
+        client = docker.from_env(timeout=DOCKER_TIMEOUT)
         client.ping()
     except DOCKER_ERRORS as e:
         raise RunnerError(
@@ -304,6 +320,85 @@ def _tail(path: Path, lines: int = 15) -> str:
         return ""
 
 
+# ---- following containers --------------------------------------------------------------
+
+# Order of a container's life, so that a listing (a snapshot taken a while ago) never
+# undoes a newer event; a restarted container comes back through its "start" event.
+_LIFE_RANK = {"created": 0, "running": 1, "paused": 1, "restarting": 1, "exited": 2, "dead": 2, "removing": 3}
+_EVENT_STATE = {"create": "created", "start": "running", "unpause": "running", "pause": "paused", "die": "exited"}
+
+
+class ContainerWatch:
+    """Container states of one run from the engine's event stream, plus a full listing now and then.
+
+    Listing a thousand containers every quarter second is real work for an engine that
+    is busy creating them; the event stream costs nothing while nothing happens. The
+    occasional listing covers events missed before the stream was open or if it broke.
+    """
+
+    def __init__(self, client, run_id: str, relist: float) -> None:
+        self.client, self.run_id, self.relist = client, run_id, relist
+        self._states: dict[int, str] = {}
+        self._lock = threading.Lock()
+        self._stream = None
+        self._thread: threading.Thread | None = None
+        self._listed_at = float("-inf")
+        self.listings = 0
+
+    def __enter__(self) -> ContainerWatch:
+        try:
+            self._stream = self.client.events(
+                decode=True, filters={"type": "container", "label": f"{RUN_LABEL}={self.run_id}"}
+            )
+        except (AttributeError, *DOCKER_ERRORS):
+            self._stream = None  # listings alone still work, only slower to notice
+        if self._stream is not None:
+            self._thread = threading.Thread(target=self._follow, name=f"events-{self.run_id}", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._stream is not None:
+            with contextlib.suppress(Exception):
+                self._stream.close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _follow(self) -> None:
+        try:
+            for ev in self._stream:
+                attrs = (ev.get("Actor") or {}).get("Attributes") or {}
+                peer = attrs.get(PEER_LABEL, "")
+                state = _EVENT_STATE.get(ev.get("Action") or ev.get("status") or "")
+                if attrs.get(RUN_LABEL) == self.run_id and peer.isdigit() and state:
+                    with self._lock:
+                        self._states[int(peer)] = state
+        except Exception:  # noqa: BLE001 - the stream ends with whatever its closed socket raises
+            return
+
+    def _merge_listing(self) -> None:
+        listed = {}
+        for c in self.client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={self.run_id}"}, sparse=True):
+            labels = _labels(c)
+            if labels.get(RUN_LABEL) == self.run_id and labels.get(PEER_LABEL, "").isdigit():
+                state = c.attrs.get("State")
+                listed[int(labels[PEER_LABEL])] = state.get("Status", "") if isinstance(state, dict) else str(state or "")
+        self.listings += 1
+        with self._lock:
+            for peer, state in listed.items():
+                known = self._states.get(peer)
+                if known is None or _LIFE_RANK.get(state, 0) > _LIFE_RANK.get(known, 0):
+                    self._states[peer] = state
+
+    def states(self, now: float, force: bool = False) -> dict[int, str]:
+        """Peer id -> container state ("created", "running", "exited", ...)."""
+        if force or self._stream is None or now - self._listed_at >= self.relist:
+            self._listed_at = now
+            self._merge_listing()
+        with self._lock:
+            return dict(self._states)
+
+
 # ---- the runner ------------------------------------------------------------------------
 
 
@@ -322,6 +417,7 @@ class ComposeRunner(Runner):
         mem_limit: str = "64m",
         pids_limit: int = 64,
         poll: float = 0.25,
+        relist: float | None = None,
         popen: Callable[..., subprocess.Popen] = subprocess.Popen,
     ) -> None:
         self.client = client
@@ -331,6 +427,7 @@ class ComposeRunner(Runner):
         self.mem_limit = mem_limit
         self.pids_limit = pids_limit
         self.poll = poll
+        self.relist = relist  # seconds between full container listings; None: by N (relist_interval)
         self.popen = popen
         #: seconds after `up -d` was started: up_returned, all_started, all_exited; down (its own duration)
         self.timings: dict[str, float] = {}
@@ -398,16 +495,6 @@ class ComposeRunner(Runner):
                 return f"`docker compose down` failed: {e}"
         return None if rc == 0 else f"`docker compose down` exited {rc} (see {log})"
 
-    def states(self, run_id: str) -> dict[int, str]:
-        """Peer id -> container state ("created", "running", "exited", ...) of this run's containers."""
-        out = {}
-        for c in self.client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={run_id}"}, sparse=True):
-            labels = _labels(c)
-            if labels.get(RUN_LABEL) == run_id and labels.get(PEER_LABEL, "").isdigit():
-                state = c.attrs.get("State")
-                out[int(labels[PEER_LABEL])] = state.get("Status", "") if isinstance(state, dict) else str(state or "")
-        return out
-
     def stop_running(self, run_id: str) -> list[int]:
         """SIGTERM every running peer container of this run (peers then write their summary and exit)."""
         stopped = []
@@ -428,6 +515,7 @@ class ComposeRunner(Runner):
     def collect(self, plan: RunPlan) -> dict[int, int | None]:
         """Exit codes by peer (None: never ran); each container's output saved to logs/<id>.stderr.txt."""
         codes: dict[int, int | None] = {p.id: None for p in plan.peers}
+        ours = []
         for c in self.client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={plan.run_id}"}):
             labels = _labels(c)
             peer = labels.get(PEER_LABEL, "")
@@ -436,7 +524,15 @@ class ComposeRunner(Runner):
             state = c.attrs.get("State") or {}
             if state.get("Status") in EXITED_STATES:
                 codes[int(peer)] = state.get("ExitCode")
+            ours.append((peer, c))
+
+        def save(item) -> None:
+            peer, c = item
             (plan.log_dir / f"{peer}.stderr.txt").write_bytes(c.logs(stdout=True, stderr=True))
+
+        # One request per container: a few at a time, or a thousand peers take minutes.
+        with ThreadPoolExecutor(COLLECT_THREADS) as pool:
+            list(pool.map(save, ours))
         return codes
 
     # -- the run ---------------------------------------------------------------------------
@@ -465,16 +561,20 @@ class ComposeRunner(Runner):
             user = container_user()
             write_compose(
                 render_plan(plan, compose_file, project, user=user, image=self.image,
-                            mem_limit=self.mem_limit, pids_limit=self.pids_limit),
+                            mem_limit=self.mem_limit, pids_limit=self.pids_limit, barrier=True),
                 compose_file,
             )
             own_log_dir(plan.log_dir, user)
             rendered = True
             progress.message(f"compose: project {project}, {compose_file}")
-            t0 = time.monotonic()
-            up = self.start_up(base, compose_log)
-            self._wait(plan, up, compose_log, t0, progress)
+            relist = self.relist if self.relist is not None else relist_interval(len(plan.peers))
+            with ContainerWatch(self.client, plan.run_id, relist) as watch:
+                t0 = time.monotonic()
+                up = self.start_up(base, compose_log)
+                self._wait(plan, up, compose_log, t0, progress, watch)
+            t = time.monotonic()
             codes = self.collect(plan)
+            self.timings["collect"] = time.monotonic() - t
         except BaseException as e:
             progress.done()
             if isinstance(e, KeyboardInterrupt):
@@ -491,16 +591,19 @@ class ComposeRunner(Runner):
             raise RunnerError(problem)
         return RunResult(exit_codes=codes, duration=self.timings["all_exited"], backend=self.name)
 
-    def _wait(self, plan: RunPlan, up: subprocess.Popen, log: Path, t0: float, progress: Progress) -> None:
+    def _wait(self, plan: RunPlan, up: subprocess.Popen, log: Path, t0: float, progress: Progress,
+              watch: ContainerWatch) -> None:
         n = len(plan.peers)
         ids = [p.id for p in plan.peers]
         faults = FaultScheduler(tuple(f for f in plan.spec.faults if not f.at_start), plan.run_dir,
                                 _ContainerDriver(self, plan.run_id), progress.message)
-        first_started: float | None = None
+        go: float | None = None  # when the start barrier fell: the fault timeline's zero
         up_deadline = t0 + UP_TIMEOUT + UP_TIMEOUT_PER_PEER * n
         run_deadline: float | None = None
         stall = max(STALL_MIN, 10 * plan.spec.options.idle)
         last_delivered, last_change, stopped = -1, t0, False
+        # Reading every peer's event log tail: cheap for tens, a real cost for a thousand.
+        progress_every, progress_at, delivered = max(self.poll, n / 1000), float("-inf"), 0
         while True:
             rc = up.poll()
             now = time.monotonic()
@@ -510,16 +613,18 @@ class ComposeRunner(Runner):
                 self.timings["up_returned"] = now - t0
                 run_deadline = now + plan.spec.options.max_runtime_for(plan.spec.n) + RUN_MARGIN
                 last_change = now
-            states = self.states(plan.run_id)
+            states = watch.states(now)
             started = sum(s in STARTED_STATES for s in states.values())
             exited = [p for p, s in states.items() if s in EXITED_STATES]
-            if started and first_started is None:
-                first_started = now
             if started >= n and "all_started" not in self.timings:
                 self.timings["all_started"] = now - t0
+                (plan.log_dir / START_FILE).touch()  # the start barrier: every peer may dial now
+                go = now
             if rc == 0 and len(exited) >= n:
-                self.timings["all_exited"] = now - t0
-                return
+                states = watch.states(now, force=True)  # events said so; a listing confirms
+                if sum(s in EXITED_STATES for s in states.values()) >= n:
+                    self.timings["all_exited"] = now - t0
+                    return
             if rc is None and now > up_deadline:
                 raise RunnerError(f"`docker compose up -d` did not finish within {up_deadline - t0:.0f} s:\n{_tail(log)}")
             if run_deadline is not None and now > run_deadline:
@@ -528,9 +633,11 @@ class ComposeRunner(Runner):
                     f"peers {alive[:10]}{'...' if len(alive) > 10 else ''} still not exited "
                     f"{plan.spec.options.max_runtime_for(plan.spec.n):g} s + {RUN_MARGIN:g} s after start; stopped them"
                 )
-            _, delivered = read_progress(plan.log_dir, plan.spec.n)
-            if first_started is not None and not faults.done:
-                faults.poll(now - first_started, delivered)
+            if now - progress_at >= progress_every:
+                progress_at = now
+                _, delivered = read_progress(plan.log_dir, plan.spec.n)
+            if go is not None and not faults.done:
+                faults.poll(now - go, delivered)
             running = sum(s == "running" for s in states.values())
             if delivered != last_delivered:
                 last_delivered, last_change = delivered, now

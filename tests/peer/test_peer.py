@@ -3,6 +3,7 @@
 import asyncio
 import json
 import socket
+import time
 
 import pytest
 
@@ -195,3 +196,47 @@ def test_a_peer_that_heard_every_author_but_lost_neighbours_ends_on_idle(tmp_pat
     assert code == 0
     assert events(tmp_path, 0)[-1]["recv"] == 2
     assert took < 10
+
+
+async def start_file_run(tmp_path, create_after, max_runtime):
+    """Peer 0 of 2 with a start file; fake 1 notes when it is dialed and then speaks."""
+    start_file = tmp_path / ".start"
+    dialed_at = []
+
+    async def fake1(reader, writer):
+        dialed_at.append(time.monotonic())
+        await reader.readexactly(4)
+        writer.write(encode_frame(encode_payload(1, [1])))
+        await writer.drain()
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(fake1, "127.0.0.1", 0)
+    peer = make_peer(tmp_path, 0, 2, {1: ("127.0.0.1", server.sockets[0].getsockname()[1])}, listening_socket(),
+                     expect=1, max_runtime=max_runtime, start_file=start_file)
+    run = asyncio.create_task(peer.run())
+    created_at = None
+    if create_after is not None:
+        await asyncio.sleep(create_after)
+        assert not dialed_at  # nothing dialed while the barrier holds
+        created_at = time.monotonic()
+        start_file.touch()
+    code = await asyncio.wait_for(run, 10)
+    server.close()
+    return code, dialed_at, created_at
+
+
+def test_a_start_file_holds_the_dial_until_it_exists(tmp_path):
+    code, dialed_at, created_at = asyncio.run(start_file_run(tmp_path, create_after=0.6, max_runtime=30))
+    assert code == 0 and len(dialed_at) == 1 and dialed_at[0] >= created_at
+    evs = [e["ev"] for e in events(tmp_path, 0)]
+    assert evs.index("listen") < evs.index("go") < evs.index("link_up")
+    assert "start_file_missing" not in evs
+
+
+def test_a_start_file_that_never_comes_ends_the_peer_at_max_runtime(tmp_path):
+    code, dialed_at, _ = asyncio.run(start_file_run(tmp_path, create_after=None, max_runtime=0.5))
+    evs = events(tmp_path, 0)
+    missing = [e for e in evs if e["ev"] == "start_file_missing"]
+    assert len(missing) == 1 and missing[0]["path"].endswith(".start")
+    assert evs[-1]["ev"] == "summary" and evs[-1]["exit_reason"] == "max_runtime"

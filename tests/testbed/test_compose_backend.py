@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import os
+import queue
 import shutil
 import subprocess
+import time
 import types
 
 import docker
@@ -478,3 +480,70 @@ def test_docker_compose_config_accepts_rendering(tmp_path, case):
 
 def _env_without_compose_vars() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")}
+
+
+# ---- following containers through events --------------------------------------------------
+
+
+class FakeEvents:
+    """An engine event stream: yields what is queued, ends when closed."""
+
+    def __init__(self, events):
+        self.queue = queue.Queue()
+        for ev in events:
+            self.queue.put(ev)
+        self.closed = False
+
+    def __iter__(self):
+        while (ev := self.queue.get()) is not None:
+            yield ev
+
+    def close(self):
+        self.closed = True
+        self.queue.put(None)
+
+
+def event(action, run_id, peer):
+    return {"Type": "container", "Action": action,
+            "Actor": {"Attributes": {"p2p.run": run_id, "p2p.peer": str(peer)}}}
+
+
+def wait_for_states(watch, now, want):
+    deadline = time.monotonic() + 5
+    while (got := watch.states(now)) != want:
+        assert time.monotonic() < deadline, got
+        time.sleep(0.01)
+
+
+def test_container_watch_follows_events_and_a_stale_listing_never_undoes_them(client):
+    run_id = "watch-run"
+    for p in range(3):
+        client.add("container", f"{run_id}-peer-{p}", {"p2p.run": run_id, "p2p.peer": str(p)})
+    stream = FakeEvents([event("start", run_id, 0), event("start", run_id, 1), event("die", run_id, 1),
+                         event("start", "another-run", 2), event("exec_start: sh", run_id, 2)])
+    asked = {}
+
+    def events(**kwargs):
+        asked.update(kwargs)
+        return stream
+
+    client.events = events
+    with compose_mod.ContainerWatch(client, run_id, relist=1000) as watch:
+        assert asked["filters"] == {"type": "container", "label": f"p2p.run={run_id}"}
+        # The first look lists (every fake container says "created"); events then win, and
+        # the listing only fills in peer 2, of which no event of this run spoke.
+        wait_for_states(watch, 0.0, {0: "running", 1: "exited", 2: "created"})
+        assert watch.listings == 1
+        stream.queue.put(event("die", run_id, 0))
+        wait_for_states(watch, 1.0, {0: "exited", 1: "exited", 2: "created"})
+        assert watch.listings == 1  # within `relist`: events only
+        # A listing taken later never rolls an exited peer back to "created".
+        assert watch.states(2000.0) == {0: "exited", 1: "exited", 2: "created"} and watch.listings == 2
+    assert stream.closed
+
+
+def test_container_watch_without_an_event_stream_lists_every_time(client):
+    client.add("container", "w-peer-0", {"p2p.run": "w", "p2p.peer": "0"})
+    with compose_mod.ContainerWatch(client, "w", relist=1000) as watch:  # the fake has no events()
+        assert watch.states(0.0) == {0: "created"}
+        assert watch.states(0.1) == {0: "created"} and watch.listings == 2
