@@ -19,7 +19,7 @@ help:
 	@echo "make analyse                                        stats + plots for runs/latest"
 	@echo "make test                                           all tests (containers too when Docker answers)"
 	@echo "make test-unit                                      tests that need no Docker"
-	@echo "make bench                                          benchmarks (prints figures)"
+	@echo "make bench [BENCH_ARGS='--compose-sizes 50,200']     benchmarks (prints figures; default sizes take ~45 min)"
 	@echo "make clean                                          remove every container/network/volume labelled p2p.run"
 
 $(STAMP): pyproject.toml
@@ -62,8 +62,9 @@ test-unit: $(STAMP)
 	@$(PY) -m pytest -m "not docker" $(PYTEST_ARGS); rc=$$?; \
 	 if [ $$rc -eq 5 ]; then echo "make test-unit: pytest ran no tests" >&2; exit 1; fi; exit $$rc
 
+BENCH_ARGS ?=
 bench: image
-	$(PY) bench/run.py
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean: $(STAMP)
 	$(P2P) clean

@@ -42,6 +42,7 @@ from generator.spec import RunSpec  # noqa: E402
 from generator.render import container_user  # noqa: E402
 from testbed.base import Progress, RunnerError, prepare_run  # noqa: E402
 from testbed.compose import (  # noqa: E402
+    COMPOSE_PARALLEL,
     EXITED_STATES,
     START_FILE,
     STARTED_STATES,
@@ -49,9 +50,12 @@ from testbed.compose import (  # noqa: E402
     ContainerWatch,
     clean_by_label,
     own_log_dir,
+    parallel_args,
     render_plan,
 )
 
+PARALLEL: int | None = COMPOSE_PARALLEL  # --parallel: for every variant alike
+START_PARALLEL: int | None = None  # --start-parallel: the runner only (StagedStart)
 IDLE_CMD = ["python3", "-c", "import time; time.sleep(3600)"]  # outlives any start-up
 
 
@@ -107,7 +111,8 @@ def docker_stats_mib(ids: list[str]) -> list[float]:
 
 
 def memory_of(client, run_id: str) -> dict[str, float]:
-    ids = [c.id for c in client.containers.list(filters={"label": f"p2p.run={run_id}", "status": "running"})]
+    ids = [c.id for c in client.containers.list(filters={"label": f"p2p.run={run_id}", "status": "running"},
+                                                sparse=True)]  # not sparse: one inspect per container
     samples = [m for m in (container_memory(i) for i in ids) if m is not None]
     if samples:
         used = [u for u, _ in samples]
@@ -120,6 +125,17 @@ def memory_of(client, run_id: str) -> dict[str, float]:
 
 def count(watch: ContainerWatch, states: frozenset[str]) -> int:
     return sum(s in states for s in watch.states(time.monotonic()).values())
+
+
+def count_deliveries(log_dir: Path, n: int) -> tuple[int, int]:
+    """(deliveries, wire bytes) from the message logs: a line is one frame of 4 + len(JSON) bytes."""
+    deliveries = nbytes = 0
+    for p in range(n):
+        with open(log_dir / f"{p}.txt", "rb") as f:
+            for line in f:
+                deliveries += 1
+                nbytes += len(line) + 3  # + 4-byte prefix - newline
+    return deliveries, nbytes
 
 
 def flood_span(log_dir: Path, n: int) -> float | None:
@@ -184,7 +200,7 @@ def bench_raw(client, n: int, image: str, workdir: Path, kind: str = "raw") -> d
     else:
         text = hardened_idle_compose(n, run_id, workdir) if kind == "hard" else raw_compose(n, run_id, image)
     path.write_text(text)
-    base = ["docker", "compose", "-p", f"p2p-{run_id}", "-f", str(path)]
+    base = ["docker", "compose", *parallel_args(PARALLEL), "-p", f"p2p-{run_id}", "-f", str(path)]
     log = workdir / f"{run_id}.log"  # a file, not a pipe: 200 containers' progress lines would fill a pipe
     res: dict = {"run_id": run_id}
     up = None
@@ -246,7 +262,7 @@ def bench_runner(client, n: int, workdir: Path) -> dict:
     pred = predict(spec.graph(), spec.topology)
     run_id = f"bench-run-{n}-{secrets.token_hex(3)}"
     plan = prepare_run(spec, workdir / "runs", pred, run_id=run_id)
-    runner = ComposeRunner(client, poll=0.1)
+    runner = ComposeRunner(client, poll=0.1, parallel=PARALLEL, start_parallel=START_PARALLEL)
     mem: dict = {}
     stop = threading.Event()
 
@@ -260,7 +276,7 @@ def bench_runner(client, n: int, workdir: Path) -> dict:
                     m = memory_of(c, run_id)
                     if m.get("containers") == n and m["mean_mib"] > mem.get("mean_mib", -1):
                         mem.update(m)
-                stop.wait(max(1.0, n / 200))
+                stop.wait(max(1.0, n / 50))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -270,7 +286,7 @@ def bench_runner(client, n: int, workdir: Path) -> dict:
         stop.set()
         sampler.join(timeout=120)
         problem = sweep(client, run_id)
-    delivered = sum(len((plan.log_dir / f"{p}.txt").read_bytes().splitlines()) for p in range(n))
+    delivered, nbytes = count_deliveries(plan.log_dir, n)
     t = runner.timings
     return {
         "run_id": run_id,
@@ -284,6 +300,8 @@ def bench_runner(client, n: int, workdir: Path) -> dict:
         "failed_peers": result.failed_peers,
         "deliveries": delivered,
         "predicted": pred.deliveries,
+        "bytes": nbytes,
+        "predicted_bytes": pred.bytes,
         "memory": mem or {"note": "peers exited before all were running at once"},
         "cleanup_problem": problem,
     }
@@ -303,8 +321,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", default="raw,hard,same,runner",
                     help=f"comma-separated, of {', '.join(VARIANTS)} (default all)")
     ap.add_argument("--image", default="p2p-peer:latest")
+    ap.add_argument("--parallel", type=int, default=COMPOSE_PARALLEL,
+                    help="`docker compose --parallel` for every variant (default: the runner's own setting)")
+    ap.add_argument("--start-parallel", type=int, default=None,
+                    help="runner only: create with `up -d --no-start`, then start N containers at a time")
     ap.add_argument("--json", type=Path, help="also write the figures to this file")
     args = ap.parse_args(argv)
+    global PARALLEL, START_PARALLEL
+    PARALLEL, START_PARALLEL = args.parallel, args.start_parallel
     variants = [v for v in args.variants.split(",") if v]
     if not variants or set(variants) - set(VARIANTS):
         ap.error(f"--variants: choose from {', '.join(VARIANTS)}")
@@ -314,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     try:
         for n in args.sizes:
-            row: dict = {"n": n}
+            row: dict = {"n": n, "parallel": PARALLEL, "start_parallel": START_PARALLEL}
             for v in variants:
                 print(f"N={n}: {VARIANTS[v]}...", file=sys.stderr, flush=True)
                 row[v] = bench_runner(client, n, workdir) if v == "runner" else bench_raw(client, n, args.image, workdir, v)
@@ -335,11 +359,12 @@ def report(results: list[dict], variants: list[str]) -> None:
     def started(r: dict, v: str) -> float:
         return r[v]["all_started_s"] if v == "runner" else r[v]["all_running_s"]
 
-    print("start-up: seconds from `up -d` until all N containers run; runner: ratio to each raw variant")
+    print("start-up: seconds from `up -d` until all N containers run; runner: ratio to each raw variant"
+          f" (`docker compose --parallel`: {PARALLEL if PARALLEL is not None else 'Compose default'})")
     print(f"{'N':>5} " + " ".join(f"{v:>8}" for v in variants)
           + "".join(f" {'runner/' + v:>12}" for v in variants if v != "runner" and "runner" in variants))
     for r in results:
-        line = f"{r['n']:>5} " + " ".join(f"{started(r, v):>7.1f}s" for v in variants)
+        line = f"{r['n']:>5} " + " ".join(f"{started(r, v):>7.1f}s" for v in variants if v in r)
         if "runner" in variants:
             line += "".join(f" {started(r, 'runner') / started(r, v):>12.2f}" for v in variants if v != "runner")
         print(line)
@@ -354,7 +379,7 @@ def report(results: list[dict], variants: list[str]) -> None:
                       + (f"  collect {x['collect_s']:.1f}s" if x.get("collect_s") is not None else ""))
     print("host memory per container (MiB, usage minus inactive file cache; RSS):")
     for r in results:
-        for v in variants:
+        for v in (v for v in variants if v in r):
             m = r[v]["memory"]
             if "mean_mib" in m:
                 print(f"  N={r['n']:<5} {VARIANTS[v]:<40} mean {m['mean_mib']:.1f}  max {m['max_mib']:.1f}  "
@@ -364,10 +389,12 @@ def report(results: list[dict], variants: list[str]) -> None:
     for r in results:
         if "runner" in r:
             ours = r["runner"]
-            ok = ours["deliveries"] == ours["predicted"] and not ours["failed_peers"]
-            print(f"  cycle-{r['n']}: {ours['deliveries']:,} deliveries (predicted {ours['predicted']:,})"
+            ok = (ours["deliveries"] == ours["predicted"] and ours.get("bytes") == ours.get("predicted_bytes")
+                  and not ours["failed_peers"])
+            print(f"  cycle-{r['n']}: {ours['deliveries']:,} deliveries (predicted {ours['predicted']:,}), "
+                  f"{ours.get('bytes', 0):,} bytes (predicted {ours.get('predicted_bytes', 0):,})"
                   f"{'' if ok else '  MISMATCH/FAILED ' + str(ours['failed_peers'])}")
-        problems = [r[v].get("cleanup_problem") for v in variants if r[v].get("cleanup_problem")]
+        problems = [r[v].get("cleanup_problem") for v in variants if v in r and r[v].get("cleanup_problem")]
         for pr in problems:
             print(f"  N={r['n']}: clean-up problem: {pr[:300]}")
 

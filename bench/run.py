@@ -23,15 +23,8 @@ from generator.spec import RunSpec  # noqa: E402
 from testbed.base import Progress, prepare_run  # noqa: E402
 from testbed.local import LocalRunner  # noqa: E402
 
-
-def count_deliveries(log_dir: Path, n: int) -> tuple[int, int]:
-    deliveries = nbytes = 0
-    for p in range(n):
-        with open(log_dir / f"{p}.txt", "rb") as f:
-            for line in f:
-                deliveries += 1
-                nbytes += len(line) + 3  # + 4-byte prefix - newline
-    return deliveries, nbytes
+sys.path.insert(0, str(ROOT / "bench"))
+from bench_compose import count_deliveries  # noqa: E402
 
 
 def bench_local(sizes: list[int], repeats: int, runs_root: Path) -> list[dict]:
@@ -52,6 +45,25 @@ def bench_local(sizes: list[int], repeats: int, runs_root: Path) -> list[dict]:
             })
             print(f"local {spec.name} #{r}: {wall:6.2f} s  {deliveries:>9,} deliveries  "
                   f"{deliveries / wall:>10,.0f} /s  exact={exact}", flush=True)
+    return rows
+
+
+def bench_cycle_local(sizes: list[int], runs_root: Path) -> list[dict]:
+    """Time to quiescence of cycle-N against N on the local backend: run start to last peer exit."""
+    rows = []
+    for n in sizes:
+        spec = RunSpec.parse("cycle", n)
+        prediction = predict(spec.graph(), "cycle")
+        plan = prepare_run(spec, runs_root, prediction)
+        t0 = time.perf_counter()
+        result = LocalRunner().run(plan, Progress(interval=3600))
+        wall = time.perf_counter() - t0
+        deliveries, nbytes = count_deliveries(plan.log_dir, n)
+        exact = deliveries == prediction.deliveries and nbytes == prediction.bytes and not result.failed_peers
+        rows.append({"run": spec.name, "n": n, "wall_s": round(wall, 3), "deliveries": deliveries,
+                     "bytes": nbytes, "exact": exact})
+        print(f"local {spec.name}: {wall:6.2f} s to quiescence  {deliveries:>9,} deliveries  "
+              f"{nbytes / 1e6:8.1f} MB  exact={exact}", flush=True)
     return rows
 
 
@@ -85,7 +97,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description="Benchmarks of the p2p testbed; prints figures, writes bench/results.json")
     ap.add_argument("--repeats", type=int, default=2, help="runs per local size (default 2)")
     ap.add_argument("--skip-compose", action="store_true", help="no container benchmarks")
-    ap.add_argument("--compose-sizes", default="50,200", help="cycle sizes for the compose start-up benchmark")
+    ap.add_argument("--compose-sizes", default="50,200,1000",
+                    help="cycle sizes for the compose start-up benchmark (default 50,200,1000; 1000 takes ~30 min)")
+    ap.add_argument("--cycle-sizes", default="50,100,200,400", help="cycle sizes for local time to quiescence")
     args = ap.parse_args()
 
     results: dict = {
@@ -95,11 +109,20 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="p2p-bench-") as tmp:
         runs_root = Path(tmp)
         results["local"] = bench_local([8, 9], args.repeats, runs_root)
+        results["cycle_local"] = bench_cycle_local([int(x) for x in args.cycle_sizes.split(",") if x], runs_root)
         mesh9 = sorted(runs_root.glob("mesh-9-*"))[-1]
         results["analysis"] = run_script("bench_analysis.py", [str(mesh9)])
     if not args.skip_compose and docker_available():
-        results["compose"] = run_script("bench_compose.py", ["--sizes", *args.compose_sizes.split(",")],
-                                        json_file=True)
+        sizes = [int(x) for x in args.compose_sizes.split(",") if x]
+        small, large = [n for n in sizes if n <= 200], [n for n in sizes if n > 200]
+        results["compose"] = []
+        # Every variant for the small sizes; above 200 only the two that make the runner's
+        # ratio (each variant of 1000 containers is a quarter of an hour here).
+        for group, variants in ((small, "raw,hard,same,runner"), (large, "runner,same")):
+            if group:
+                got = run_script("bench_compose.py", ["--sizes", *map(str, group), "--variants", variants],
+                                 json_file=True)
+                results["compose"].extend(got if isinstance(got, list) else [got])
     else:
         results["compose"] = None
         print("compose benchmarks skipped (no Docker engine or --skip-compose)")
@@ -107,7 +130,7 @@ def main() -> int:
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nresults written to {out.relative_to(ROOT)}")
     print(json.dumps({k: v for k, v in results.items() if k != "local"}, indent=2))
-    return 0 if all(r["exact"] for r in results["local"]) else 1
+    return 0 if all(r["exact"] for r in results["local"] + results["cycle_local"]) else 1
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ from peer.wire import HEADER, MAX_FRAME, FrameError, decode_handshake, encode_ha
 READ_CHUNK = 1 << 18
 STREAM_LIMIT = 1 << 20
 TICK = 0.1
-START_POLL = 0.2  # seconds between looks for the start file
 MAX_PENDING_HANDSHAKES = 64
 LOG_FLUSH_LINES = 20_000
 
@@ -225,8 +224,9 @@ class Peer:
             link.writer = None
         link.state = "closed"
 
-    async def _dial(self, link: Link) -> None:
-        link.waiting_since = time.monotonic()
+    async def _dial(self, link: Link, fresh: bool = True) -> None:
+        if fresh:
+            link.waiting_since = time.monotonic()
         delay = 0.02
         # exit_reason too: asyncio.wait_for (3.11) can swallow a cancellation that races
         # with a failed connect, and this loop must not outlive the peer.
@@ -300,9 +300,14 @@ class Peer:
             if link.state == "up":
                 self._drop(link)
                 self.event("link_down", nbr=link.nbr, reason=reason)
-                if self.cfg.redial and link.nbr > self.me and not self.exit_reason:
+                # Closed before its first frame: the other side never took the link (its
+                # handshake timer can fire on a starved host); dial again, same deadline.
+                stillborn = link.frames_in == 0 and self.proto.authors_to_every_neighbour
+                if (self.cfg.redial or stillborn) and link.nbr > self.me and not self.exit_reason:
                     link.state = "waiting"
-                    self._spawn(self._dial(link))
+                    # A restart run (--redial) gives each new dial a full deadline; a stillborn
+                    # link keeps its first one, so a neighbour that keeps refusing ends as failed.
+                    self._spawn(self._dial(link, fresh=self.cfg.redial))
 
     def _process(self, link: Link, buf: bytes) -> int:
         """Handle every complete frame in ``buf``; return the bytes consumed."""
@@ -364,6 +369,9 @@ class Peer:
                     self._emit(self.links[t], frames)
                 if len(log) >= LOG_FLUSH_LINES:
                     self._flush_log()
+                expect = self.cfg.expect
+                if expect is not None and self.recv >= expect and self.authored and not self._in_flight:
+                    self._finish("expected")  # forwards just written still go out: close() flushes
         return pos
 
     # ---- life cycle ----------------------------------------------------------
@@ -381,8 +389,13 @@ class Peer:
     async def _monitor(self) -> None:
         cfg = self.cfg
         last_progress = (-1, -1)
+        # Ten looks a second per peer are nothing for ten peers and ten thousand wake-ups
+        # a second for a thousand on two cores: slower ticks for big networks (log flushes,
+        # progress records, deadlines and idle checks only; the expected count is checked
+        # as frames arrive).
+        tick = min(1.0, max(TICK, cfg.n / 1000))
         while not self._done.is_set():
-            await asyncio.sleep(TICK)
+            await asyncio.sleep(tick)
             now = time.monotonic()
             self._flush_log()
             if (self.recv, self.sent) != last_progress:
@@ -501,13 +514,16 @@ class Peer:
         # Bounded by the peer's lifetime only: a thousand containers can take longer to
         # start than any link deadline. Without the file the peer ends at max_runtime.
         deadline = self._started + self.cfg.max_runtime
+        # A thousand peers looking five times a second cost a third of a core while the
+        # engine still creates containers; the last container takes minutes then anyway.
+        poll = min(2.0, max(0.2, self.cfg.n / 500))
         while not path.exists() and not self._done.is_set():
             if time.monotonic() >= deadline:
                 self.event("start_file_missing", path=str(path))
                 print(f"peer {self.me}: start file {path} did not appear within --max-runtime "
                       f"{self.cfg.max_runtime:g} s", file=sys.stderr, flush=True)
                 break
-            await asyncio.sleep(START_POLL)
+            await asyncio.sleep(poll)
         now = time.monotonic()
         self._last_activity = now
         for link in self.links.values():
@@ -557,9 +573,19 @@ class Peer:
             exit_reason=self.exit_reason,
             duration=round(duration, 6),
             last_delivery=self._last_delivery,
+            max_rss_kib=_max_rss_kib(),
         )
         os.close(self._msg_fd)
         os.close(self._ev_fd)
+
+
+def _max_rss_kib() -> int | None:
+    """Peak resident memory of this process (Linux reports KiB), or None where unknown."""
+    try:
+        import resource  # Unix only
+    except ImportError:
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def _tune(writer: asyncio.StreamWriter) -> None:

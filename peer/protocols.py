@@ -38,6 +38,10 @@ class Protocol:
     # Whether a peer may receive a hop list that already names it (the dedup flood sends
     # to every neighbour but the sender); v1 treats that as a protocol error.
     accepts_own_id: bool = False
+    # Does a peer send its own message to every neighbour? Then a link that closes before
+    # its first frame was never really up (the other side refused or timed out the
+    # handshake) and the dialer dials again.
+    authors_to_every_neighbour: bool = True
     # Protocol parameters and their defaults (positive integers), passed as --<name>.
     params: dict[str, int] = {}
     # Do the protocol's decisions depend on the seed?
@@ -118,6 +122,7 @@ class Gossip(Protocol):
 
     name = "gossip"
     reaches_all = False
+    authors_to_every_neighbour = False
     params = {"fanout": 2}
     uses_seed = True
 

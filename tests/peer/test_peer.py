@@ -151,10 +151,12 @@ def test_a_neighbour_that_stops_reading_is_dropped_not_buffered_forever(tmp_path
 
 
 async def lost_link_run(tmp_path, late_frames, link_deadline):
-    """Peer 0 of 4 dials fake 1 (which hangs up at once) and fake 2 (which speaks late)."""
+    """Peer 0 of 4 dials fake 1 (which sends its message and hangs up) and fake 2 (which speaks late)."""
 
     async def hangs_up(reader, writer):
         await reader.readexactly(4)
+        writer.write(encode_frame(encode_payload(1, [1])))  # its own message, then gone
+        await writer.drain()
         writer.close()
 
     async def speaks_late(reader, writer):
@@ -186,15 +188,15 @@ def test_a_lost_link_does_not_end_the_wait_for_an_unheard_author(tmp_path):
     assert code == 0
     assert b'{"id":2,"hops":[2]}' in (tmp_path / "0.txt").read_bytes().splitlines()
     summary = events(tmp_path, 0)[-1]
-    assert summary["exit_reason"] == "idle" and summary["recv"] == 1
+    assert summary["exit_reason"] == "idle" and summary["recv"] == 2
     assert took >= 0.8 + 1.5
 
 
 def test_a_peer_that_heard_every_author_but_lost_neighbours_ends_on_idle(tmp_path):
-    # Authors 2 and 3 heard, 1 lost: nothing more can come, so the 30 s link deadline is not waited.
+    # Authors 1, 2 and 3 heard (1 then lost): nothing more can come, so the 30 s link deadline is not waited.
     code, took = asyncio.run(lost_link_run(tmp_path, [(2, [2]), (3, [3, 2])], link_deadline=30))
     assert code == 0
-    assert events(tmp_path, 0)[-1]["recv"] == 2
+    assert events(tmp_path, 0)[-1]["recv"] == 3
     assert took < 10
 
 
@@ -206,8 +208,9 @@ async def start_file_run(tmp_path, create_after, max_runtime):
     async def fake1(reader, writer):
         dialed_at.append(time.monotonic())
         await reader.readexactly(4)
-        writer.write(encode_frame(encode_payload(1, [1])))
-        await writer.drain()
+        if create_after is not None:  # else stay silent: only max_runtime can end the peer
+            writer.write(encode_frame(encode_payload(1, [1])))
+            await writer.drain()
         await reader.read()
         writer.close()
 
@@ -240,3 +243,33 @@ def test_a_start_file_that_never_comes_ends_the_peer_at_max_runtime(tmp_path):
     missing = [e for e in evs if e["ev"] == "start_file_missing"]
     assert len(missing) == 1 and missing[0]["path"].endswith(".start")
     assert evs[-1]["ev"] == "summary" and evs[-1]["exit_reason"] == "max_runtime"
+
+
+def test_a_link_closed_before_its_first_frame_is_dialed_again(tmp_path):
+    # As when the other side's handshake timer fires on a starved host: it takes the
+    # connection, then drops it unheard. v1 neighbours always send their own message, so a
+    # link that ends before any frame never was one.
+    async def scenario():
+        connections = []
+
+        async def refuses_once(reader, writer):
+            connections.append(1)
+            await reader.readexactly(4)
+            if len(connections) > 1:
+                writer.write(encode_frame(encode_payload(1, [1])))
+                await writer.drain()
+                await reader.read()
+            writer.close()
+
+        server = await asyncio.start_server(refuses_once, "127.0.0.1", 0)
+        peer = make_peer(tmp_path, 0, 2, {1: ("127.0.0.1", server.sockets[0].getsockname()[1])},
+                         listening_socket(), expect=1, link_deadline=30)
+        code = await asyncio.wait_for(peer.run(), 20)
+        server.close()
+        return code, len(connections)
+
+    code, connections = asyncio.run(scenario())
+    assert code == 0 and connections == 2
+    evs = events(tmp_path, 0)
+    assert [e["nbr"] for e in evs if e["ev"] == "link_up"] == [1, 1]
+    assert evs[-1]["recv"] == 1 and evs[-1]["exit_reason"] == "expected"

@@ -547,3 +547,54 @@ def test_container_watch_without_an_event_stream_lists_every_time(client):
     with compose_mod.ContainerWatch(client, "w", relist=1000) as watch:  # the fake has no events()
         assert watch.states(0.0) == {0: "created"}
         assert watch.states(0.1) == {0: "created"} and watch.listings == 2
+
+
+# ---- staged start --------------------------------------------------------------------------
+
+
+def test_staged_start_creates_with_compose_then_starts_a_few_at_a_time(client, tmp_path):
+    import threading
+
+    run_id = "staged"
+    lock = threading.Lock()
+    at_once = {"now": 0, "max": 0}
+    calls = []
+
+    def start(self):
+        with lock:
+            at_once["now"] += 1
+            at_once["max"] = max(at_once["max"], at_once["now"])
+        time.sleep(0.01)
+        with lock:
+            at_once["now"] -= 1
+        self.status = "running"
+
+    def popen(args, **kwargs):
+        calls.append(args)
+        for p in range(20):  # what `up -d --no-start` does: create, start none
+            c = client.add("container", f"{run_id}-peer-{p}", {"p2p.run": run_id, "p2p.peer": str(p)})
+            c.start = types.MethodType(start, c)
+        return types.SimpleNamespace(wait=lambda: 0, poll=lambda: 0)
+
+    staged = compose_mod.StagedStart(client, popen, ["docker", "compose", "-p", "x"], tmp_path / "log", run_id, 3)
+    assert staged.wait(timeout=10) == 0 and staged.poll() == 0
+    assert calls == [["docker", "compose", "-p", "x", "up", "-d", "--no-start"]]
+    ours = [c for c in client.objects["container"] if c.labels.get("p2p.run") == run_id]
+    assert len(ours) == 20 and all(c.status == "running" for c in ours) and staged.started == 20
+    assert 1 < at_once["max"] <= 3
+    assert client.objects["container"][0].status == "created"  # someone else's: never started
+
+
+def test_staged_start_reports_a_failed_create_and_a_failed_start(client, tmp_path):
+    failed_create = compose_mod.StagedStart(
+        client, lambda args, **kw: types.SimpleNamespace(wait=lambda: 3), ["dc"], tmp_path / "log", "r", 2)
+    assert failed_create.wait(timeout=10) == 3
+
+    def popen(args, **kwargs):
+        c = client.add("container", "r2-peer-0", {"p2p.run": "r2", "p2p.peer": "0"})
+        c.start = lambda: (_ for _ in ()).throw(docker.errors.APIError("no such network"))
+        return types.SimpleNamespace(wait=lambda: 0)
+
+    failed_start = compose_mod.StagedStart(client, popen, ["dc"], tmp_path / "log2", "r2", 2)
+    assert failed_start.wait(timeout=10) == 1
+    assert "no such network" in (tmp_path / "log2").read_text()
