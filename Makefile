@@ -8,6 +8,8 @@ P2P := $(VENV)/bin/p2p
 PY := $(VENV)/bin/python
 # Set-up is skipped when nothing it depends on changed.
 STAMP := $(VENV)/.installed
+# Does a Docker engine answer? Bounded: a wedged daemon must not hang make.
+ENGINE_ANSWERS := timeout 30 docker info >/dev/null 2>&1
 
 .PHONY: help setup image compose-plugin run-cycle run-mesh run-starfish run_circle run_mesh run_starfish \
         compose-cycle compose-mesh compose-starfish analyse analyze test test-unit bench clean
@@ -32,11 +34,11 @@ setup: $(STAMP) compose-plugin
 
 # The Docker targets are no-ops (with a notice) on a machine without a Docker engine.
 compose-plugin: $(STAMP)
-	@if docker info >/dev/null 2>&1; then docker/ensure-compose.sh $(PY); \
+	@if $(ENGINE_ANSWERS); then docker/ensure-compose.sh $(PY); \
 	 else echo "no Docker engine answers: skipping the compose plugin"; fi
 
 image: setup
-	@if docker info >/dev/null 2>&1; then docker/build-image.sh; \
+	@if $(ENGINE_ANSWERS); then docker/build-image.sh; \
 	 else echo "no Docker engine answers: skipping the peer image (runs use the local backend)"; fi
 
 run-cycle run-mesh run-starfish: run-%: image

@@ -57,7 +57,7 @@ cd "$REPO_ROOT"
 
 command -v docker >/dev/null 2>&1 \
     || die 2 "the docker CLI is not installed (install Docker Engine: https://docs.docker.com/engine/install/)"
-docker info >/dev/null 2>&1 \
+timeout 60 docker info >/dev/null 2>&1 \
     || die 2 "cannot talk to the Docker daemon (is it running, and may this user use it? try: sudo systemctl start docker, or add yourself to the docker group)"
 [[ -f docker/Dockerfile ]] || die 1 "docker/Dockerfile not found under $REPO_ROOT"
 [[ -d peer ]] || die 1 "peer/ directory not found under $REPO_ROOT (nothing to put into the image)"

@@ -61,6 +61,9 @@ STARTUP_PER_PEER = 0.5
 STALL_MIN = 30.0  # no delivery for max(STALL_MIN, 10 * idle) s while some peers exited: stop the rest
 START_FILE = ".start"  # in the log dir: the start barrier (peer --start-file)
 DOCKER_TIMEOUT = 300  # seconds per engine API call: listing 1000 containers under load takes long
+# An engine that does not answer a ping within this is taken as absent: a wedged daemon must
+# make a run (or CI) fail at once, not hang for DOCKER_TIMEOUT on every call.
+PING_TIMEOUT = float(os.environ.get("P2P_PING_TIMEOUT", "30"))
 COLLECT_THREADS = 8
 # `docker compose --parallel` and StagedStart's starts at once: off (None) by default.
 # Measured at 200 containers: --parallel 4/16/unlimited 38.2/36.0/35.7 s to all running;
@@ -192,15 +195,17 @@ def render_run(
 # ---- Docker plumbing -------------------------------------------------------------------
 
 
-def docker_client() -> docker.DockerClient:
-    """A client whose engine answered a ping; ``RunnerError`` otherwise."""
+def docker_client(ping_timeout: float = PING_TIMEOUT) -> docker.DockerClient:
+    """A client whose engine answered a ping within ``ping_timeout`` s; ``RunnerError`` otherwise."""
     try:
+        # A separate short-timeout client for the ping; the run's calls get DOCKER_TIMEOUT.
+        probe = docker.from_env(timeout=ping_timeout)
+        probe.ping()
         client = docker.from_env(timeout=DOCKER_TIMEOUT)
-        client.ping()
     except DOCKER_ERRORS as e:
         raise RunnerError(
-            f"no Docker engine answers ({e}); start Docker (and check DOCKER_HOST / your access to "
-            "/var/run/docker.sock) or use --backend local"
+            f"no Docker engine answers within {ping_timeout:g} s ({e}); start Docker (and check DOCKER_HOST / "
+            "your access to /var/run/docker.sock) or use --backend local"
         ) from e
     return client
 

@@ -23,7 +23,7 @@ from generator.topologies import build_graph
 from testbed import cli
 from testbed import compose as compose_mod
 from testbed.base import Progress, RunnerError, prepare_run
-from testbed.compose import ComposeRunner, check_compose, clean_by_label, render_run
+from testbed.compose import ComposeRunner, check_compose, clean_by_label, docker_client, render_run
 
 # ---- fakes -------------------------------------------------------------------------------
 
@@ -378,6 +378,45 @@ def test_connect_without_engine(monkeypatch):
         ComposeRunner.connect()
     assert isinstance(exc.value.__cause__, docker.errors.DockerException)
     assert ComposeRunner.try_connect() is None
+
+
+def test_engine_that_never_answers_fails_within_the_ping_timeout(monkeypatch, tmp_path):
+    # A wedged daemon accepts connections and says nothing: that must be an error at once,
+    # not DOCKER_TIMEOUT (300 s) per call.
+    import socket
+    import threading
+    import time
+
+    path = tmp_path / "silent.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(8)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept_and_hold():
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    t = threading.Thread(target=accept_and_hold, daemon=True)
+    t.start()
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{path}")
+    try:
+        started = time.monotonic()
+        with pytest.raises(RunnerError, match="within 0.5 s"):
+            docker_client(ping_timeout=0.5)
+        assert time.monotonic() - started < 10
+        assert held, "the client never reached the silent engine"
+    finally:
+        stop.set()
+        t.join()
+        for conn in held:
+            conn.close()
+        server.close()
 
 
 def test_connect_without_compose_plugin(monkeypatch, client):
