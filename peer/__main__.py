@@ -54,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start barrier: listen at once, dial and author only once PATH exists (the Compose runner "
                         "creates it when every container runs); link deadlines count from then; without it the peer "
                         "ends at --max-runtime")
+    p.add_argument("--exit-slot", type=float, metavar="SECONDS",
+                   help="after writing its summary, peer ID exits only in the wall-clock slot [ID*S, (ID+1)*S) "
+                        "modulo N*S, so that N containers do not all end at once (default 0: at once)")
     p.add_argument("--redial", action="store_true", default=None, help="redial dropped links (runs that restart peers)")
     p.add_argument("--handshake-timeout", type=float, help="seconds an accepted connection may take to say its id (default 10)")
     p.add_argument("--max-runtime", type=float, help="hard limit on the peer's lifetime in seconds (default 900)")
@@ -78,7 +81,7 @@ def config_from_args(argv: list[str] | None = None) -> PeerConfig:
         except (OSError, json.JSONDecodeError) as e:
             parser.error(f"cannot read config {args.config}: {e}")
     for key in ("id", "n", "protocol", "seed", "expect", "idle", "link_deadline", "max_runtime", "listen_fd", "control", "start_file", "redial",
-                "handshake_timeout", "fanout", "ttl"):
+                "handshake_timeout", "fanout", "ttl", "exit_slot"):
         value = getattr(args, key)
         if value is not None:
             data[key] = value

@@ -14,6 +14,7 @@ authors only at that deadline, and its message must still reach everyone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -72,6 +73,10 @@ class PeerConfig:
     # Compose runner creates it when every container has started). Link deadlines count
     # from then; a file that never comes ends the peer at ``max_runtime``.
     start_file: Path | None = None
+    # Exit slots: after its summary, peer i exits only in the wall-clock slot
+    # [i*slot, (i+1)*slot) mod n*slot, so that a thousand containers do not end at once
+    # (Docker 20.10's libnetwork deadlocks on many endpoint deletes at once, moby/moby#46661).
+    exit_slot: float = 0.0
     # Link emulation (peer/emulation.py): every link's shape, and per-neighbour overrides.
     shape: LinkShape = field(default_factory=LinkShape)
     link_shapes: dict[int, LinkShape] = field(default_factory=dict)
@@ -118,6 +123,7 @@ class Peer:
         self._tasks: set[asyncio.Task] = set()
         self._pending_handshakes = 0
         self._done = asyncio.Event()
+        self._signalled = asyncio.Event()  # SIGTERM/SIGINT: also cuts the exit-slot wait short
         self.exit_reason = ""
         self._shapers = {
             nb: Shaper(shape, cfg.seed, cfg.id, nb)
@@ -381,6 +387,10 @@ class Peer:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _on_signal(self, name: str) -> None:
+        self._signalled.set()
+        self._finish(name)
+
     def _finish(self, reason: str) -> None:
         if not self.exit_reason:
             self.exit_reason = reason
@@ -472,7 +482,7 @@ class Peer:
         wall_start = time.time()
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
-                loop.add_signal_handler(sig, self._finish, sig.name.lower())
+                loop.add_signal_handler(sig, self._on_signal, sig.name.lower())
             except (NotImplementedError, RuntimeError):
                 pass
         self.event("start", n=cfg.n, neighbours=list(self.links), protocol=cfg.protocol, expect=cfg.expect)
@@ -501,10 +511,17 @@ class Peer:
             task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5.0)
+        duration = time.time() - wall_start
+        if cfg.exit_slot > 0:
+            self.event("exit_slot", wait=round(exit_slot_wait(self.me, cfg.n, cfg.exit_slot, time.time()), 3))
         self._flush_log()
-        self._write_summary(time.time() - wall_start)
+        self._write_summary(duration)
         if cfg.upload is not None and not upload_logs(cfg.upload, cfg.log_dir, self.me):
             return EXIT_ERROR
+        if cfg.exit_slot > 0:  # logs and summary are complete: only the process's end waits
+            wait = exit_slot_wait(self.me, cfg.n, cfg.exit_slot, time.time())
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._signalled.wait(), timeout=wait)
         failed = [lk.nbr for lk in self.links.values() if lk.state == "failed"]
         return EXIT_LINK_FAILED if failed else EXIT_OK
 
@@ -577,6 +594,12 @@ class Peer:
         )
         os.close(self._msg_fd)
         os.close(self._ev_fd)
+
+
+def exit_slot_wait(me: int, n: int, slot: float, now: float) -> float:
+    """Seconds from wall-clock ``now`` until peer ``me``'s exit slot, in [0, n*slot)."""
+    cycle = n * slot
+    return (me * slot - now) % cycle
 
 
 def _max_rss_kib() -> int | None:

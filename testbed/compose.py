@@ -60,6 +60,16 @@ STARTUP_BASE = 10.0
 STARTUP_PER_PEER = 0.5
 STALL_MIN = 30.0  # no delivery for max(STALL_MIN, 10 * idle) s while some peers exited: stop the rest
 START_FILE = ".start"  # in the log dir: the start barrier (peer --start-file)
+# Docker 20.10 (Debian's 20.10.24 here) deadlocks in libnetwork when many containers on one
+# network end at once (getSvcRecords vs processEndpointDelete, moby/moby#46661, fixed in
+# 20.10.27): seen at 1000 peers, dockerd then answers nothing. From EXIT_SLOTS_FROM peers on,
+# peer i exits only in its own EXIT_SLOT-second wall-clock slot (peer --exit-slot).
+EXIT_SLOTS_FROM = 250
+EXIT_SLOT = 0.1
+# Every peer wrote its summary, yet the engine still lists some as running this long after
+# their last exit slot: the engine lost the exits (or hangs); say so instead of waiting.
+ENGINE_LAG = 120.0
+CLEANUP_PING_TIMEOUT = 15.0  # before `down`: a wedged engine gets no 20-minute `down`
 DOCKER_TIMEOUT = 300  # seconds per engine API call: listing 1000 containers under load takes long
 # An engine that does not answer a ping within this is taken as absent: a wedged daemon must
 # make a run (or CI) fail at once, not hang for DOCKER_TIMEOUT on every call.
@@ -83,10 +93,13 @@ def compose_services(plan: RunPlan, barrier: bool = False) -> list[PeerService]:
     """Each peer as a service: ``--listen 0.0.0.0:<port>``, neighbours ``peer-<j>:<port>``, logs in /logs.
 
     With ``barrier`` the peers also wait for ``/logs/.start`` before dialing (``START_FILE``;
-    the runner creates it once every container has started).
+    the runner creates it once every container has started). From ``EXIT_SLOTS_FROM`` peers
+    on, they end one ``EXIT_SLOT`` apart (see there).
     """
     port = plan.spec.port
-    extra = ("--start-file", f"/logs/{START_FILE}") if barrier else ()
+    extra: tuple[str, ...] = ("--start-file", f"/logs/{START_FILE}") if barrier else ()
+    if plan.spec.n >= EXIT_SLOTS_FROM:
+        extra += ("--exit-slot", f"{EXIT_SLOT:g}")
     return [
         PeerService(
             id=peer.id,
@@ -118,6 +131,11 @@ def render_plan(
         project, plan.run_id, compose_services(plan, barrier), log_dir, user or container_user(),
         image=image, mem_limit=mem_limit, pids_limit=pids_limit, title=plan.spec.name,
     )
+
+
+def exit_slots_span(n: int) -> float:
+    """The longest a finished peer waits for its exit slot (0 below ``EXIT_SLOTS_FROM``)."""
+    return n * EXIT_SLOT if n >= EXIT_SLOTS_FROM else 0.0
 
 
 def own_log_dir(log_dir: Path, user: tuple[int, int]) -> None:
@@ -629,6 +647,7 @@ class ComposeRunner(Runner):
         run_deadline: float | None = None
         stall = max(STALL_MIN, 10 * plan.spec.options.idle)
         last_delivered, last_change, stopped = -1, t0, False
+        all_finished: float | None = None  # when the last peer wrote its summary
         # Reading every peer's event log tail: cheap for tens, a real cost for a thousand.
         progress_every, progress_at, delivered = max(self.poll, n / 1000), float("-inf"), 0
         while True:
@@ -638,7 +657,7 @@ class ComposeRunner(Runner):
                 if rc != 0:
                     raise RunnerError(f"`docker compose up -d` failed (exit {rc}):\n{_tail(log)}")
                 self.timings["up_returned"] = now - t0
-                run_deadline = now + plan.spec.options.max_runtime_for(plan.spec.n) + RUN_MARGIN
+                run_deadline = now + plan.spec.options.max_runtime_for(plan.spec.n) + RUN_MARGIN + exit_slots_span(plan.spec.n)
                 last_change = now
             states = watch.states(now)
             started = sum(s in STARTED_STATES for s in states.values())
@@ -662,7 +681,18 @@ class ComposeRunner(Runner):
                 )
             if now - progress_at >= progress_every:
                 progress_at = now
-                _, delivered = read_progress(plan.log_dir, plan.spec.n)
+                finished, delivered = read_progress(plan.log_dir, plan.spec.n)
+                if all_finished is None and finished >= n:
+                    all_finished = now
+            if all_finished is not None and len(exited) < n and now - all_finished > exit_slots_span(n) + ENGINE_LAG:
+                alive = sorted(p for p in ids if states.get(p) not in EXITED_STATES)
+                raise EngineStuck(
+                    f"every peer wrote its summary {now - all_finished:.0f} s ago (the logs are complete: "
+                    f"`p2p analyse {plan.run_dir}`), but the Docker engine still lists {len(alive)} of their "
+                    f"containers as running ({alive[:10]}{'...' if len(alive) > 10 else ''}). The engine lost "
+                    "their exits or hangs: Docker 20.10 before 20.10.27 deadlocks when many containers on one "
+                    "network end at once (moby/moby#46661); if `docker ps` hangs, restart the Docker daemon"
+                )
             if go is not None and not faults.done:
                 faults.poll(now - go, delivered)
             running = sum(s == "running" for s in states.values())
@@ -695,6 +725,10 @@ class ComposeRunner(Runner):
                 except subprocess.TimeoutExpired:
                     up.kill()
                     up.wait()
+            if base is not None and not engine_answers(self.client, CLEANUP_PING_TIMEOUT):
+                return (f"compose: the Docker engine does not answer within {CLEANUP_PING_TIMEOUT:g} s; nothing of "
+                        f"{plan.run_id} was removed. Once it answers again (restart the Docker daemon if `docker ps` "
+                        f"hangs): `p2p clean --run {plan.run_id}`")
             if base is not None:
                 t = time.monotonic()
                 problem = self.down(base, log, timeout=120 + plan.spec.n)
@@ -712,6 +746,23 @@ class ComposeRunner(Runner):
             return None
         return (f"compose: clean-up of {plan.run_id} incomplete: " + "; ".join(problems)
                 + f" -- retry with `p2p clean --run {plan.run_id}`")
+
+
+class EngineStuck(RunnerError):
+    """The peers are done (their logs say so) but the engine does not register their exits."""
+
+
+def engine_answers(client, timeout: float) -> bool:
+    """Whether ``client.ping()`` returns within ``timeout`` s (a hung call is left to itself)."""
+    answered = threading.Event()
+
+    def ping() -> None:
+        with contextlib.suppress(*DOCKER_ERRORS):
+            client.ping()
+            answered.set()
+
+    threading.Thread(target=ping, daemon=True, name="engine-ping").start()
+    return answered.wait(timeout)
 
 
 class StagedStart:

@@ -26,7 +26,7 @@ from generator.render import (
 from generator.spec import RunSpec
 from generator.topologies import build_graph
 from testbed.base import prepare_run
-from testbed.compose import render_plan, render_run
+from testbed.compose import EXIT_SLOT, EXIT_SLOTS_FROM, exit_slots_span, render_plan, render_run
 
 Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 HARDENING = {
@@ -222,3 +222,19 @@ def test_render_run_without_prediction_has_no_expect(tmp_path):
     r = render_run(spec, None, root=tmp_path)
     doc = load(r.compose_file.read_text())
     assert all("--expect" not in s["command"] for s in doc["services"].values())
+
+
+@pytest.mark.parametrize("n", [5, EXIT_SLOTS_FROM - 1, EXIT_SLOTS_FROM, 1000])
+def test_exit_slots_from_the_size_where_the_engine_deadlocks(tmp_path, n):
+    plan, _ = plan_for(tmp_path, "cycle", n)
+    for barrier in (False, True):
+        doc = load(render_plan(plan, tmp_path / "c.yml", "p2p-t", user=(10001, 10001), barrier=barrier))
+        slots = [opts(s["command"], "--exit-slot") for s in doc["services"].values()]
+        starts = [opts(s["command"], "--start-file") for s in doc["services"].values()]
+        assert len(slots) == n
+        if n >= EXIT_SLOTS_FROM:
+            assert all(s == [f"{EXIT_SLOT:g}"] for s in slots)
+            assert exit_slots_span(n) == pytest.approx(n * EXIT_SLOT)
+        else:
+            assert all(s == [] for s in slots) and exit_slots_span(n) == 0
+        assert all(s == (["/logs/.start"] if barrier else []) for s in starts)

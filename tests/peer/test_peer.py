@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from peer.node import Peer, PeerConfig
+from peer.node import Peer, PeerConfig, exit_slot_wait
 from peer.wire import HEADER, encode_frame, encode_handshake, encode_payload
 
 
@@ -273,3 +273,48 @@ def test_a_link_closed_before_its_first_frame_is_dialed_again(tmp_path):
     evs = events(tmp_path, 0)
     assert [e["nbr"] for e in evs if e["ev"] == "link_up"] == [1, 1]
     assert evs[-1]["recv"] == 1 and evs[-1]["exit_reason"] == "expected"
+
+
+# ---- exit slots ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("me,n,slot,now", [(0, 1, 0.1, 5.0), (3, 10, 0.1, 1234.567), (999, 1000, 0.1, 1.7e9 + 0.05),
+                                          (7, 8, 0.25, 0.0), (2, 4, 0.5, 3.99)])
+def test_exit_slot_wait_lands_in_the_peers_own_slot(me, n, slot, now):
+    wait = exit_slot_wait(me, n, slot, now)
+    assert 0 <= wait < n * slot
+    phase = (now + wait) % (n * slot)
+    assert abs(phase - me * slot) < 1e-6 or abs(phase - me * slot - n * slot) < 1e-6
+
+
+async def exit_slot_run(tmp_path, signal_after=None):
+    sock = listening_socket()
+    peer = make_peer(tmp_path, 2, 4, {}, sock, expect=0, exit_slot=0.5)
+    run = asyncio.create_task(peer.run())
+    if signal_after is not None:
+        await asyncio.sleep(signal_after)
+        assert not run.done()
+        assert events(tmp_path, 2)[-1]["ev"] == "summary"  # the summary does not wait for the slot
+        peer._on_signal("sigterm")
+    code = await asyncio.wait_for(run, 10)
+    return code, time.time()
+
+
+def test_a_peer_with_an_exit_slot_ends_inside_its_slot_after_its_summary(tmp_path):
+    # Peer 2 of 4 with 0.5 s slots owns [1.0, 1.5) of every 2 s wall-clock cycle.
+    code, ended = asyncio.run(exit_slot_run(tmp_path))
+    assert code == 0
+    assert 1.0 <= ended % 2.0 < 1.5 + 0.2
+    waits = [e for e in events(tmp_path, 2) if e["ev"] == "exit_slot"]
+    assert len(waits) == 1 and 0 <= waits[0]["wait"] < 2.0
+    assert events(tmp_path, 2)[-1]["ev"] == "summary"  # still the last record: readers rely on it
+
+
+def test_sigterm_cuts_the_exit_slot_wait_short(tmp_path):
+    # Wait for the start of a cycle so that peer 2's slot is still >= 1 s away.
+    while time.time() % 2.0 > 0.1:
+        time.sleep(0.02)
+    started = time.monotonic()
+    code, _ = asyncio.run(exit_slot_run(tmp_path, signal_after=0.3))
+    assert code == 0
+    assert time.monotonic() - started < 0.9

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import queue
 import shutil
 import subprocess
+import threading
 import time
 import types
 
@@ -23,7 +25,7 @@ from generator.topologies import build_graph
 from testbed import cli
 from testbed import compose as compose_mod
 from testbed.base import Progress, RunnerError, prepare_run
-from testbed.compose import ComposeRunner, check_compose, clean_by_label, docker_client, render_run
+from testbed.compose import ComposeRunner, EngineStuck, check_compose, clean_by_label, docker_client, render_run
 
 # ---- fakes -------------------------------------------------------------------------------
 
@@ -304,6 +306,64 @@ def test_stalled_run_is_stopped(client, tmp_path, monkeypatch):
     assert sorted(client.killed) == [f"cycle-5-stall-peer-{i}" for i in (0, 1, 3, 4)]
     assert "stopped 4 still-running peer(s) [0, 1, 3, 4]" in out.getvalue()
     assert_only_foreign_left(client, plan.run_id)
+
+
+def write_summaries(log_dir, peers):
+    for p in peers:
+        with open(log_dir / f"{p}.events.jsonl", "a") as f:
+            f.write(json.dumps({"ev": "summary", "recv": 8, "sent": 8}) + "\n")
+
+
+def test_peers_done_but_engine_still_lists_them_running_is_reported_not_waited_for(client, plan, monkeypatch):
+    # Docker 20.10's libnetwork deadlock: the processes are gone, the engine never says so.
+    monkeypatch.setattr(compose_mod, "ENGINE_LAG", 0.2)
+
+    def script(c, tick):
+        lifecycle(exit_at=10**9)(c, tick)
+        if tick == 4:
+            write_summaries(plan.log_dir, range(5))
+
+    client.script = script
+    runner = FakeRunner(client)
+    started = time.monotonic()
+    with pytest.raises(EngineStuck, match=r"(?s)every peer wrote its summary.*5 of their containers.*moby/moby#46661"):
+        runner.run(plan, progress())
+    assert time.monotonic() - started < 30  # not max_runtime (900 s)
+    assert runner.calls[-1][-2:] == ["down", "-v"]  # the engine still answers: cleaned as usual
+    assert_only_foreign_left(client, plan.run_id)
+
+
+def test_a_peer_that_is_done_and_exits_slowly_is_not_an_engine_fault(client, plan, monkeypatch):
+    monkeypatch.setattr(compose_mod, "ENGINE_LAG", 30.0)
+
+    def script(c, tick):
+        lifecycle(exit_at=40)(c, tick)
+        if tick == 4:
+            write_summaries(plan.log_dir, range(5))
+
+    client.script = script
+    result = FakeRunner(client).run(plan, progress())
+    assert result.failed_peers == []
+
+
+def test_cleanup_skips_down_when_the_engine_hangs(client, plan, monkeypatch):
+    monkeypatch.setattr(compose_mod, "CLEANUP_PING_TIMEOUT", 0.2)
+    hang = threading.Event()
+    client.script = lifecycle()
+    runner = FakeRunner(client)
+
+    def ping():
+        hang.wait(5)
+        return True
+
+    client.ping = ping
+    try:
+        with pytest.raises(RunnerError, match=r"(?s)does not answer within 0.2 s; nothing of cycle-5-fake was removed"
+                                              r".*p2p clean --run cycle-5-fake"):
+            runner.run(plan, progress())
+    finally:
+        hang.set()
+    assert all(call[-2:] != ["down", "-v"] for call in runner.calls)
 
 
 def test_link_deadline_warning_and_faults_refused_for_plain_compose(client, tmp_path):
