@@ -303,7 +303,7 @@ def bench_runner(client, n: int, workdir: Path) -> dict:
         "bytes": nbytes,
         "predicted_bytes": pred.bytes,
         "memory": mem or {"note": "peers exited before all were running at once"},
-        "cleanup_problem": problem,
+        "cleanup_problem": result.cleanup_problem or problem,
     }
 
 
@@ -345,8 +345,10 @@ def main(argv: list[str] | None = None) -> int:
             results.append(row)
             if args.json:  # after every size: a long bench that dies late keeps what it measured
                 args.json.write_text(json.dumps(results, indent=2) + "\n")
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    except BaseException:
+        print(f"bench_compose: kept {workdir} (run directories and compose logs) for a look", file=sys.stderr)
+        raise
+    shutil.rmtree(workdir, ignore_errors=True)
     report(results, variants)
     left = client.containers.list(all=True, filters={"label": "p2p.run"}, sparse=True)
     if any(c.attrs.get("Labels", {}).get("p2p.run", "").startswith("bench-") for c in left):

@@ -82,6 +82,9 @@ class RunResult:
     exit_codes: dict[int, int | None]
     duration: float
     backend: str
+    # The run completed, but some of its engine objects could not be removed (what and how
+    # to retry); the logs and the analysis stand.
+    cleanup_problem: str | None = None
 
     @property
     def failed_peers(self) -> list[int]:

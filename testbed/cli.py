@@ -16,6 +16,7 @@ from testbed.base import Progress, prepare_run
 DEFAULT_LIMIT = 2_000_000
 EXIT_MISMATCH = 1
 EXIT_ERROR = 2
+EXIT_LEFTOVERS = 3  # the run and its analysis are complete, but engine objects were left behind
 
 
 def _add_spec_args(p: argparse.ArgumentParser) -> None:
@@ -212,7 +213,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.failed_peers:
         progress.message(f"peers with a non-zero exit code: {result.failed_peers}")
     ok = _analyse(plan.run_dir, plots=not args.no_plots)
-    return 0 if ok and not result.failed_peers else EXIT_MISMATCH
+    if not ok or result.failed_peers:
+        code = EXIT_MISMATCH
+    else:
+        code = EXIT_LEFTOVERS if result.cleanup_problem else 0
+    if result.cleanup_problem:
+        print(f"p2p: error: {result.cleanup_problem}", file=sys.stderr)
+    return code
 
 
 def choose_runner(backend: str, progress: Progress):

@@ -632,9 +632,10 @@ class ComposeRunner(Runner):
             raise
         progress.done()
         problem = self._cleanup(plan, base, up, compose_log, progress)
-        if problem:
-            raise RunnerError(problem)
-        return RunResult(exit_codes=codes, duration=self.timings["all_exited"], backend=self.name)
+        # The run itself is complete here: a leftover (say, a network the engine says still
+        # has endpoints) must not hide its result; the CLI reports it after the analysis.
+        return RunResult(exit_codes=codes, duration=self.timings["all_exited"], backend=self.name,
+                         cleanup_problem=problem)
 
     def _wait(self, plan: RunPlan, up: subprocess.Popen, log: Path, t0: float, progress: Progress,
               watch: ContainerWatch) -> None:
