@@ -522,6 +522,12 @@ class Peer:
             wait = exit_slot_wait(self.me, cfg.n, cfg.exit_slot, time.time())
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._signalled.wait(), timeout=wait)
+            # Done: a stop signal from now on (a runner stopping what it thinks is stuck) must
+            # not turn a complete run into exit code 143 while the interpreter shuts down.
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                    loop.remove_signal_handler(sig)
+                    signal.signal(sig, signal.SIG_IGN)
         failed = [lk.nbr for lk in self.links.values() if lk.state == "failed"]
         return EXIT_LINK_FAILED if failed else EXIT_OK
 

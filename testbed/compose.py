@@ -304,7 +304,8 @@ def clean_by_label(client, run_id: str | None = None) -> dict[str, int]:
                 hint = ""
                 if kind == "networks" and "active endpoints" in str(e) and not removed["containers"]:
                     hint = (" (no container of ours is attached: a stale endpoint count in the engine, "
-                            "left by a container removed while it was starting; a restart of dockerd clears it)")
+                            "Docker 20.10's moby/moby#43286, seen here after runs of 1000 containers; "
+                            "only a restart of dockerd clears it)")
                 errors.append(f"{kind[:-1]} {getattr(obj, 'name', None) or obj.id}: {e}{hint}")
     if errors:
         raise RunnerError(f"could not remove {len(errors)} labelled object(s): " + "; ".join(errors[:5]))
@@ -647,7 +648,7 @@ class ComposeRunner(Runner):
         up_deadline = t0 + UP_TIMEOUT + UP_TIMEOUT_PER_PEER * n
         run_deadline: float | None = None
         stall = max(STALL_MIN, 10 * plan.spec.options.idle)
-        last_delivered, last_change, stopped = -1, t0, False
+        last_seen, last_change, stopped = (-1, -1), t0, False
         all_finished: float | None = None  # when the last peer wrote its summary
         # Reading every peer's event log tail: cheap for tens, a real cost for a thousand.
         progress_every, progress_at, delivered = max(self.poll, n / 1000), float("-inf"), 0
@@ -697,9 +698,11 @@ class ComposeRunner(Runner):
             if go is not None and not faults.done:
                 faults.poll(now - go, delivered)
             running = sum(s == "running" for s in states.values())
-            if delivered != last_delivered:
-                last_delivered, last_change = delivered, now
-            elif rc == 0 and exited and running and not stopped and faults.done and now - last_change > stall:
+            # Progress is a delivery or an exit: peers waiting for their exit slots are done, not stuck.
+            if (delivered, len(exited)) != last_seen:
+                last_seen, last_change = (delivered, len(exited)), now
+            elif (rc == 0 and exited and running and not stopped and faults.done and all_finished is None
+                  and now - last_change > stall):
                 # Some peers are gone and nothing moved since: the rest wait for deliveries that
                 # cannot come (e.g. a link failed). Stop them now rather than at max_runtime.
                 stopped = True

@@ -287,6 +287,17 @@ def test_exit_slot_wait_lands_in_the_peers_own_slot(me, n, slot, now):
     assert abs(phase - me * slot) < 1e-6 or abs(phase - me * slot - n * slot) < 1e-6
 
 
+@pytest.fixture
+def own_signal_handlers():
+    """A done slot peer ignores SIGTERM/SIGINT; give the test process its handlers back."""
+    import signal
+
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    yield saved
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
 async def exit_slot_run(tmp_path, signal_after=None):
     sock = listening_socket()
     peer = make_peer(tmp_path, 2, 4, {}, sock, expect=0, exit_slot=0.5)
@@ -300,17 +311,21 @@ async def exit_slot_run(tmp_path, signal_after=None):
     return code, time.time()
 
 
-def test_a_peer_with_an_exit_slot_ends_inside_its_slot_after_its_summary(tmp_path):
+def test_a_peer_with_an_exit_slot_ends_inside_its_slot_after_its_summary(tmp_path, own_signal_handlers):
+    import signal
+
     # Peer 2 of 4 with 0.5 s slots owns [1.0, 1.5) of every 2 s wall-clock cycle.
     code, ended = asyncio.run(exit_slot_run(tmp_path))
     assert code == 0
+    # Done: a late stop signal can no longer turn this exit into 143.
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
     assert 1.0 <= ended % 2.0 < 1.5 + 0.2
     waits = [e for e in events(tmp_path, 2) if e["ev"] == "exit_slot"]
     assert len(waits) == 1 and 0 <= waits[0]["wait"] < 2.0
     assert events(tmp_path, 2)[-1]["ev"] == "summary"  # still the last record: readers rely on it
 
 
-def test_sigterm_cuts_the_exit_slot_wait_short(tmp_path):
+def test_sigterm_cuts_the_exit_slot_wait_short(tmp_path, own_signal_handlers):
     # Wait for the start of a cycle so that peer 2's slot is still >= 1 s away.
     while time.time() % 2.0 > 0.1:
         time.sleep(0.02)

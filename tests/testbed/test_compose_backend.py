@@ -347,6 +347,29 @@ def test_a_peer_that_is_done_and_exits_slowly_is_not_an_engine_fault(client, pla
     assert result.failed_peers == []
 
 
+def test_peers_waiting_for_their_exit_slots_are_not_stopped_as_stalled(client, tmp_path, monkeypatch):
+    # Every peer is done (summary written); they exit one by one, slower than the stall time.
+    monkeypatch.setattr(compose_mod, "STALL_MIN", 0.005)
+    monkeypatch.setattr(compose_mod, "ENGINE_LAG", 30.0)
+    spec = RunSpec.parse("cycle", 5, options=PeerOptions(idle=0.0001))
+    plan = prepare_run(spec, tmp_path / "runs", None, run_id="cycle-5-slots")
+
+    def script(c, tick):
+        lifecycle(exit_at=10**9)(c, tick)
+        if tick == 4:
+            write_summaries(plan.log_dir, range(5))
+        for obj in c.objects["container"]:
+            peer = obj.labels.get("p2p.peer")
+            if peer is not None and tick >= 10 + 30 * int(peer) and obj.status == "running":
+                obj.status, obj.exit_code = "exited", 0
+                time.sleep(0.01)  # the stall clock must see time pass between exits
+
+    client.script = script
+    result = FakeRunner(client).run(plan, progress())
+    assert client.killed == []
+    assert result.failed_peers == []
+
+
 def test_cleanup_skips_down_when_the_engine_hangs(client, plan, monkeypatch):
     monkeypatch.setattr(compose_mod, "CLEANUP_PING_TIMEOUT", 0.2)
     hang = threading.Event()
