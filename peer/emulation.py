@@ -8,8 +8,14 @@ keep each link first-in first-out, as TCP would.
 
 from __future__ import annotations
 
-import hashlib
 import random
+
+try:
+    # hashlib would also load OpenSSL's libcrypto (~4 MB per peer process, x1000 containers);
+    # blake2b is CPython's own module either way, and hashlib.blake2b is this very function.
+    from _blake2 import blake2b
+except ImportError:  # another interpreter
+    from hashlib import blake2b
 from dataclasses import dataclass
 
 SHAPE_KEYS = ("latency", "jitter", "loss", "bandwidth")
@@ -47,7 +53,7 @@ class LinkShape:
 def is_lost(seed: int | None, sender: int, receiver: int, payload: bytes, loss: float) -> bool:
     if loss <= 0:
         return False
-    digest = hashlib.blake2b(b"%d|%d|%d|" % (seed or 0, sender, receiver) + payload, digest_size=8).digest()
+    digest = blake2b(b"%d|%d|%d|" % (seed or 0, sender, receiver) + payload, digest_size=8).digest()
     return int.from_bytes(digest, "big") < loss * 2**64
 
 
