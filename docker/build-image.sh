@@ -140,7 +140,9 @@ fi
 say "building $TAG from $BASE (src-hash ${SRC_HASH:0:12})..."
 t0=$SECONDS
 build_log="$WORK/build.log"
-if ! docker build -q \
+# --network none: the build needs nothing from outside (the point of the offline base),
+# and so does not depend on the engine's default bridge either.
+if ! docker build -q --network none \
         --build-arg "BASE=$BASE" \
         --build-arg "SRC_HASH=$SRC_HASH" \
         -t "$TAG" -f docker/Dockerfile . >"$build_log" 2>&1; then
