@@ -39,7 +39,10 @@ class PeerOptions:
     link_deadline: float | None = None
     # None: 900 s, or twice the link deadline plus 5 minutes when that is more.
     max_runtime: float | None = None
-    handshake_timeout: float = 10.0
+    # None: 10 s, or N/10 s when more. At N = 1000 on fuse-overlayfs a peer's interpreter took
+    # 20-30 s to get to its first dial, and acceptors cut such connections at 10 s while the
+    # starved dialer still took them for up (and sent frames into them).
+    handshake_timeout: float | None = None
     # Link emulation inside the peers (no netem here): every link, then per-edge overrides
     # spelled "u-v:latency=0.05,loss=0.1". Loss is seeded by the run's seed.
     latency: float = 0.0
@@ -73,6 +76,9 @@ class PeerOptions:
 
     def link_deadline_for(self, n: int) -> float:
         return self.link_deadline if self.link_deadline is not None else max(60.0, 1.0 * n)
+
+    def handshake_timeout_for(self, n: int) -> float:
+        return self.handshake_timeout if self.handshake_timeout is not None else max(10.0, n / 10)
 
     def max_runtime_for(self, n: int) -> float:
         if self.max_runtime is not None:

@@ -54,7 +54,7 @@ class RunPlan:
         for nb in peer.neighbours:
             args += ["-p", f"{nb}={address(nb)}"]
         args += ["--log-dir", log_dir, "--idle", f"{opts.idle:g}", "--link-deadline", f"{opts.link_deadline_for(self.spec.n):g}"]
-        args += ["--max-runtime", f"{opts.max_runtime_for(self.spec.n):g}", "--handshake-timeout", f"{opts.handshake_timeout:g}"]
+        args += ["--max-runtime", f"{opts.max_runtime_for(self.spec.n):g}", "--handshake-timeout", f"{opts.handshake_timeout_for(self.spec.n):g}"]
         if self.spec.seed is not None:
             args += ["--seed", str(self.spec.seed)]
         for key, value in self.spec.protocol_params().items():  # e.g. --fanout 2, --ttl 3

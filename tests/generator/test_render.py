@@ -238,3 +238,13 @@ def test_exit_slots_from_the_size_where_the_engine_deadlocks(tmp_path, n):
         else:
             assert all(s == [] for s in slots) and exit_slots_span(n) == 0
         assert all(s == (["/logs/.start"] if barrier else []) for s in starts)
+
+
+@pytest.mark.parametrize("n,expected", [(5, "10"), (100, "10"), (250, "25"), (1000, "100")])
+def test_handshake_timeout_grows_with_n_unless_given(tmp_path, n, expected):
+    plan, _ = plan_for(tmp_path, "cycle", n)
+    doc = load(render_plan(plan, tmp_path / "c.yml", "p2p-t", user=(10001, 10001), barrier=True))
+    assert {tuple(opts(s["command"], "--handshake-timeout")) for s in doc["services"].values()} == {(expected,)}
+    from generator.spec import PeerOptions
+
+    assert PeerOptions(handshake_timeout=0.5).handshake_timeout_for(n) == 0.5
