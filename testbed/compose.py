@@ -246,6 +246,12 @@ def check_compose(compose_cmd: Sequence[str] = ("docker", "compose")) -> str:
     return out.stdout.strip()
 
 
+def _sparse_state(container) -> str:
+    """A listed container's state: a string in sparse listings, a dict in full ones."""
+    state = container.attrs.get("State")
+    return state.get("Status", "") if isinstance(state, dict) else str(state or "")
+
+
 def _labels(obj) -> dict[str, str]:
     attrs = obj.attrs
     labels = attrs.get("Labels")
@@ -415,8 +421,7 @@ class ContainerWatch:
         for c in self.client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={self.run_id}"}, sparse=True):
             labels = _labels(c)
             if labels.get(RUN_LABEL) == self.run_id and labels.get(PEER_LABEL, "").isdigit():
-                state = c.attrs.get("State")
-                listed[int(labels[PEER_LABEL])] = state.get("Status", "") if isinstance(state, dict) else str(state or "")
+                listed[int(labels[PEER_LABEL])] = _sparse_state(c)
         self.listings += 1
         with self._lock:
             for peer, state in listed.items():
@@ -540,8 +545,12 @@ class ComposeRunner(Runner):
                 return f"`docker compose down` failed: {e}"
         return None if rc == 0 else f"`docker compose down` exited {rc} (see {log})"
 
-    def stop_running(self, run_id: str) -> list[int]:
-        """SIGTERM every running peer container of this run (peers then write their summary and exit)."""
+    def stop_running(self, run_id: str, pace: float = 0.0) -> list[int]:
+        """SIGTERM every running peer container of this run (peers then write their summary and exit).
+
+        ``pace`` seconds between two signals: many containers ending at once deadlock Docker
+        20.10's libnetwork (see ``EXIT_SLOTS_FROM``).
+        """
         stopped = []
         for c in self.client.containers.list(filters={"label": f"{RUN_LABEL}={run_id}", "status": "running"},
                                              sparse=True):
@@ -555,7 +564,27 @@ class ComposeRunner(Runner):
             except docker.errors.APIError:
                 continue  # exited meanwhile ("is not running")
             stopped.append(int(labels.get(PEER_LABEL, "-1")))
+            if pace:
+                time.sleep(pace)
         return sorted(stopped)
+
+    def _stop_paced(self, plan: RunPlan, progress: Progress) -> None:
+        """At scale, end running peers one EXIT_SLOT apart before `down` stops them all at once."""
+        if plan.spec.n < EXIT_SLOTS_FROM:
+            return
+        try:
+            stopped = self.stop_running(plan.run_id, pace=EXIT_SLOT)
+            if not stopped:
+                return
+            progress.message(f"compose: stopping {len(stopped)} running peer(s) {EXIT_SLOT:g} s apart before `down`")
+            deadline = time.monotonic() + 60.0
+            flt = {"label": f"{RUN_LABEL}={plan.run_id}", "status": "running"}
+            while time.monotonic() < deadline and any(
+                _sparse_state(c) == "running" for c in self.client.containers.list(filters=flt, sparse=True)
+            ):
+                time.sleep(1.0)
+        except DOCKER_ERRORS:
+            pass  # `down` and the label sweep below still run and report
 
     def collect(self, plan: RunPlan) -> dict[int, int | None]:
         """Exit codes by peer (None: never ran); each container's output saved to logs/<id>.stderr.txt."""
@@ -735,6 +764,7 @@ class ComposeRunner(Runner):
                         f"hangs): `p2p clean --run {plan.run_id}`")
             if base is not None:
                 t = time.monotonic()
+                self._stop_paced(plan, progress)
                 problem = self.down(base, log, timeout=120 + plan.spec.n)
                 self.timings["down"] = time.monotonic() - t
                 if problem:

@@ -278,6 +278,38 @@ def test_ctrl_c_cleans_up_by_label(client, plan):
     assert_only_foreign_left(client, plan.run_id)
 
 
+def test_ctrl_c_at_scale_stops_the_peers_one_slot_apart_before_down(client, tmp_path, monkeypatch):
+    # `down` of hundreds of running containers at once deadlocks Docker 20.10 (moby/moby#46661).
+    monkeypatch.setattr(compose_mod, "EXIT_SLOT", 0.002)
+    n = compose_mod.EXIT_SLOTS_FROM
+    spec = RunSpec.parse("cycle", n)
+    plan = prepare_run(spec, tmp_path / "runs", None, run_id=f"cycle-{n}-ctrl-c")
+
+    def script(c, tick):
+        lifecycle(exit_at=10**9)(c, tick)
+        if tick == 4:
+            raise KeyboardInterrupt
+
+    client.script = script
+    runner = FakeRunner(client, up_after=10**9)
+    killed_before_down: list[int] = []
+    original_down = runner.down
+
+    def down(base, log, timeout):
+        killed_before_down.append(len(client.killed))
+        return original_down(base, log, timeout)
+
+    runner.down = down
+    out = io.StringIO()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(plan, Progress(stream=out))
+    assert killed_before_down == [n]  # every peer had its SIGTERM before `down`
+    assert time.monotonic() - started >= n * 0.002  # one slot apart
+    assert f"stopping {n} running peer(s) 0.002 s apart" in out.getvalue()
+    assert_only_foreign_left(client, plan.run_id)
+
+
 def test_peers_that_never_exit_time_out(client, tmp_path, monkeypatch):
     monkeypatch.setattr(compose_mod, "RUN_MARGIN", 0.0)
     spec = RunSpec.parse("mesh", 3, options=PeerOptions(max_runtime=0.05))
