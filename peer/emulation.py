@@ -9,6 +9,7 @@ keep each link first-in first-out, as TCP would.
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
 
 try:
     # hashlib would also load OpenSSL's libcrypto (~4 MB per peer process, x1000 containers);
@@ -16,7 +17,6 @@ try:
     from _blake2 import blake2b
 except ImportError:  # another interpreter
     from hashlib import blake2b
-from dataclasses import dataclass
 
 SHAPE_KEYS = ("latency", "jitter", "loss", "bandwidth")
 

@@ -218,7 +218,10 @@ def docker_client(ping_timeout: float = PING_TIMEOUT) -> docker.DockerClient:
     try:
         # A separate short-timeout client for the ping; the run's calls get DOCKER_TIMEOUT.
         probe = docker.from_env(timeout=ping_timeout)
-        probe.ping()
+        try:
+            probe.ping()
+        finally:
+            probe.close()
         client = docker.from_env(timeout=DOCKER_TIMEOUT)
     except DOCKER_ERRORS as e:
         raise RunnerError(

@@ -125,6 +125,9 @@ class FakeClient:
     def ping(self):
         return True
 
+    def close(self):
+        self.closed = True
+
     def labelled(self, run_id: str) -> list[str]:
         return [o.name for objs in self.objects.values() for o in objs if o.labels.get("p2p.run") == run_id]
 
