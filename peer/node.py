@@ -33,7 +33,13 @@ READ_CHUNK = 1 << 18
 STREAM_LIMIT = 1 << 20
 TICK = 0.1
 MAX_PENDING_HANDSHAKES = 64
+# Received lines are written in batches (one syscall per batch, not per delivery): at every
+# monitor tick (up to 1 s at N = 1000) and whenever a batch reaches either bound. The byte
+# bound matters for bursts: a cycle-1000 peer fed its 1998 messages (3.9 MB) within one tick
+# peaked at 15.1-15.8 MiB of anonymous memory with the line bound alone, 13.2-13.5 MiB with
+# both (bench/peer_memory.py).
 LOG_FLUSH_LINES = 20_000
+LOG_FLUSH_BYTES = 1 << 18
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -102,6 +108,7 @@ class Link:
     dropped_out: int = 0
     blocked: bool = False
     waiting_since: float = 0.0
+    dial_errors: dict[str, int] = field(default_factory=dict)  # failed dial attempts by cause
 
 
 class Peer:
@@ -120,6 +127,7 @@ class Peer:
         self.authored = False
         self.authors_seen: set[int] = set()
         self._log_lines: list[bytes] = []
+        self._log_bytes = 0  # frame bytes behind _log_lines (payload + 4-byte header each)
         self._tasks: set[asyncio.Task] = set()
         self._pending_handshakes = 0
         self._done = asyncio.Event()
@@ -156,6 +164,7 @@ class Peer:
             # or, at worst, inside the last line, which readers detect.
             os.write(self._msg_fd, b"\n".join(self._log_lines) + b"\n")
             self._log_lines.clear()
+        self._log_bytes = 0
 
     # ---- sending -------------------------------------------------------------
 
@@ -241,7 +250,9 @@ class Peer:
                 reader, writer = await asyncio.wait_for(
                     asyncio.open_connection(link.host, link.port, limit=STREAM_LIMIT), timeout=5
                 )
-            except (OSError, asyncio.TimeoutError):
+            except (OSError, asyncio.TimeoutError) as e:
+                cause = type(e).__name__
+                link.dial_errors[cause] = link.dial_errors.get(cause, 0) + 1
                 await asyncio.sleep(delay)
                 # Capped at 2 s: a thousand peers retrying faster load the engine's DNS and
                 # slow down the start of the very neighbours they wait for.
@@ -252,6 +263,8 @@ class Peer:
                 return
             _tune(writer)
             writer.write(encode_handshake(self.me))
+            if link.dial_errors:  # where a slow start went: name resolution, refusals, timeouts
+                self.event("dial_retries", nbr=link.nbr, host=link.host, errors=link.dial_errors)
             self._link_up(link, reader, writer, "dial")
 
     async def _on_accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -373,7 +386,8 @@ class Peer:
                 self._last_activity = time.monotonic()
                 for t, frames in out.items():
                     self._emit(self.links[t], frames)
-                if len(log) >= LOG_FLUSH_LINES:
+                self._log_bytes += got_bytes
+                if len(log) >= LOG_FLUSH_LINES or self._log_bytes >= LOG_FLUSH_BYTES:
                     self._flush_log()
                 expect = self.cfg.expect
                 if expect is not None and self.recv >= expect and self.authored and not self._in_flight:

@@ -380,9 +380,9 @@ class SwarmRunner(Runner):
                 raise RunnerError(f"Docker engine error during run {plan.run_id}: {e}") from e
             raise
         progress.done()
+        # As with Compose: the run is complete here, so a leftover is reported beside its result
+        # (the CLI prints it after the analysis and exits 3), never instead of it.
         problem = self._cleanup(plan, stack, log, progress)
-        if problem:
-            raise RunnerError(problem)
         missing = [p.id for p in plan.peers if not (plan.log_dir / f"{p.id}.events.jsonl").exists()]
         if missing:
             progress.message(f"swarm: no logs arrived from peers {missing[:20]}{'...' if len(missing) > 20 else ''} "
@@ -390,7 +390,8 @@ class SwarmRunner(Runner):
             for p in missing:
                 if codes.get(p) == 0:
                     codes[p] = None
-        return RunResult(exit_codes=codes, duration=self.timings.get("all_exited", 0.0), backend=self.name)
+        return RunResult(exit_codes=codes, duration=self.timings.get("all_exited", 0.0), backend=self.name,
+                         cleanup_problem=problem)
 
     def _wait(self, plan: RunPlan, t0: float, progress: Progress) -> dict[int, int | None]:
         n = plan.spec.n

@@ -303,8 +303,10 @@ def test_repeated_hops_are_found_by_both_checks(tmp_path, monkeypatch, hops):
     author = hops.split(",")[0]
     good = '{"id":11,"hops":[11,1]}\n{"id":1,"hops":[1,11]}\n'
     path.write_text(good + '{"id":%s,"hops":[%s]}\n' % (author, hops) + good)
-    for per_id in (0, 99):  # the general pattern, then the id-by-id search
+    # the general pattern, the id-by-id search, then a set per line
+    for per_id, set_from in ((0, 1 << 30), (99, 1 << 30), (0, 0)):
         monkeypatch.setattr(analysis.logs, "DUP_PER_ID", per_id)
+        monkeypatch.setattr(analysis.logs, "SET_PER_LINE", set_from)
         m = read_messages(path, 5, 13)
         assert m.deliveries == 4
         assert [(p.line, "repeats" in p.problem) for p in m.problems] == [(3, True)]

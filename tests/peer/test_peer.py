@@ -150,6 +150,42 @@ def test_a_neighbour_that_stops_reading_is_dropped_not_buffered_forever(tmp_path
     assert summary["links"]["2"]["bytes_out"] <= (1 << 20) + 8 * 1024 * 1024
 
 
+async def log_batch_run(tmp_path, frames):
+    """Fake 0 sends ``frames`` copies of its message, waits until peer 1's log shows them, then one more."""
+    sock1 = listening_socket()
+    port1 = sock1.getsockname()[1]
+    peer = make_peer(tmp_path, 1, 2, {0: ("127.0.0.1", 0)}, sock1, expect=frames + 1, idle=30)
+    run = asyncio.create_task(peer.run())
+    reader, writer = await asyncio.open_connection("127.0.0.1", port1)
+    one = encode_frame(encode_payload(0, [0]))
+    writer.write(encode_handshake(0) + one * frames)
+    await writer.drain()
+    log = tmp_path / "1.txt"
+    deadline = time.monotonic() + 10
+    while not (log.exists() and log.stat().st_size) and time.monotonic() < deadline and not run.done():
+        await asyncio.sleep(0.02)
+    lines_while_running = len(log.read_bytes().splitlines()) if log.exists() else 0
+    running = not run.done()
+    writer.write(one)
+    await writer.drain()
+    code = await asyncio.wait_for(run, 10)
+    writer.close()
+    return code, running, lines_while_running, len(log.read_bytes().splitlines())
+
+
+def test_the_received_log_is_written_in_bounded_batches_while_the_peer_runs(tmp_path):
+    from peer.node import LOG_FLUSH_BYTES, LOG_FLUSH_LINES
+
+    frame_bytes = len(encode_frame(encode_payload(0, [0])))
+    frames = LOG_FLUSH_BYTES // frame_bytes + 100
+    assert frames < LOG_FLUSH_LINES  # only the byte bound can trigger the batch
+    code, running, lines_while_running, lines_at_end = asyncio.run(log_batch_run(tmp_path, frames))
+    assert code == 0 and running
+    # The byte bound sent a batch to the file before the peer's end, not all of it at the end.
+    assert lines_while_running >= LOG_FLUSH_BYTES // frame_bytes
+    assert lines_at_end == frames + 1
+
+
 async def lost_link_run(tmp_path, late_frames, link_deadline):
     """Peer 0 of 4 dials fake 1 (which sends its message and hangs up) and fake 2 (which speaks late)."""
 
@@ -235,6 +271,35 @@ def test_a_start_file_holds_the_dial_until_it_exists(tmp_path):
     evs = [e["ev"] for e in events(tmp_path, 0)]
     assert evs.index("listen") < evs.index("go") < evs.index("link_up")
     assert "start_file_missing" not in evs
+
+
+def test_failed_dials_are_counted_by_cause(tmp_path):
+    """A neighbour that listens only after a while: the link event says how the dials failed."""
+
+    async def scenario():
+        port = listening_socket()
+        port_no = port.getsockname()[1]
+        port.close()  # nothing listens there yet: refused
+        peer = make_peer(tmp_path, 0, 2, {1: ("127.0.0.1", port_no)}, listening_socket(), expect=1, max_runtime=30)
+        run = asyncio.create_task(peer.run())
+        await asyncio.sleep(0.3)
+
+        async def fake1(reader, writer):
+            await reader.readexactly(4)
+            writer.write(encode_frame(encode_payload(1, [1])))
+            await writer.drain()
+            await reader.read()
+            writer.close()
+
+        server = await asyncio.start_server(fake1, "127.0.0.1", port_no)
+        code = await asyncio.wait_for(run, 10)
+        server.close()
+        return code
+
+    assert asyncio.run(scenario()) == 0
+    retries = [e for e in events(tmp_path, 0) if e["ev"] == "dial_retries"]
+    assert len(retries) == 1 and retries[0]["nbr"] == 1
+    assert retries[0]["errors"].get("ConnectionRefusedError", 0) >= 2
 
 
 def test_a_start_file_that_never_comes_ends_the_peer_at_max_runtime(tmp_path):

@@ -777,3 +777,20 @@ def test_staged_start_reports_a_failed_create_and_a_failed_start(client, tmp_pat
     failed_start = compose_mod.StagedStart(client, popen, ["dc"], tmp_path / "log2", "r2", 2)
     assert failed_start.wait(timeout=10) == 1
     assert "no such network" in (tmp_path / "log2").read_text()
+
+
+def test_arp_table_note_says_how_to_raise_a_limit_too_small_for_the_run(tmp_path):
+    from testbed.compose import arp_entries, arp_table_note
+
+    assert arp_entries(RunSpec.parse("cycle", 1000)) == 3000  # 2 per edge + 1 per peer
+    assert arp_entries(RunSpec.parse("mesh", 40)) == 1600
+    limit = tmp_path / "gc_thresh3"
+    limit.write_text("1024\n")
+    assert arp_table_note(RunSpec.parse("cycle", 300), limit) is None  # 900 entries fit
+    note = arp_table_note(RunSpec.parse("cycle", 1000), limit)
+    assert "1024" in note and "3000" in note
+    assert "gc_thresh3=4096" in note and "gc_thresh2=2048" in note and "gc_thresh1=1024" in note
+    assert "gc_thresh3=2048" in arp_table_note(RunSpec.parse("mesh", 40), limit)  # dense: few peers, many entries
+    limit.write_text("4096\n")
+    assert arp_table_note(RunSpec.parse("cycle", 1000), limit) is None
+    assert arp_table_note(RunSpec.parse("cycle", 1000), tmp_path / "absent") is None  # not Linux: nothing to say

@@ -188,3 +188,41 @@ def test_a_worker_node_is_refused():
 def test_an_active_manager_is_accepted():
     swarm = {"LocalNodeState": "active", "ControlAvailable": True, "NodeID": "abc"}
     assert swarm_info(FakeClient(swarm))["NodeID"] == "abc"
+
+
+def test_a_leftover_after_a_complete_run_is_reported_beside_the_result(tmp_path, monkeypatch):
+    """A stack whose network the engine will not remove: the exit codes still come back, with the problem."""
+
+    class Scripted(SwarmRunner):
+        def ensure_image(self, progress):
+            pass
+
+        def deploy(self, stack_file, stack, log):
+            pass
+
+        def _wait(self, plan, t0, progress):
+            for p in plan.peers:  # what the collector would have written
+                (plan.log_dir / f"{p.id}.events.jsonl").write_text("{}\n")
+            self.timings["all_exited"] = 1.5
+            return {p.id: 0 for p in plan.peers}
+
+        def save_service_logs(self, plan, stack):
+            pass
+
+        def remove_stack(self, stack, log):
+            return None
+
+    spec = RunSpec.parse("cycle", 3)
+    plan = prepare_run(spec, tmp_path / "runs", None, run_id="cycle-3-fake")
+    runner = Scripted(FakeClient({"LocalNodeState": "active", "ControlAvailable": True, "NodeID": "n1"}),
+                      stack_root=None, poll=0)
+
+    def network_stays(client, run_id, timeout=0):
+        raise RunnerError("could not remove network p2p-cycle-3-fake_peers: has active endpoints")
+
+    monkeypatch.setattr("testbed.swarm.clean_swarm", network_stays)
+    result = runner.run(plan, Progress(stream=io.StringIO()))
+    assert result.exit_codes == {0: 0, 1: 0, 2: 0}
+    assert result.duration == 1.5
+    assert "clean-up of cycle-3-fake incomplete" in result.cleanup_problem
+    assert "has active endpoints" in result.cleanup_problem
