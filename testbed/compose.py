@@ -202,6 +202,11 @@ def arp_table_note(spec: RunSpec, limit_file: Path = ARP_LIMIT) -> str | None:
             f"net.ipv4.neigh.default.gc_thresh3={target}")
 
 
+def compose_notes(spec: RunSpec) -> list[str]:
+    """Warnings worth printing before a Compose run of ``spec`` is rendered or started."""
+    return [note for note in (link_deadline_note(spec), arp_table_note(spec)) if note]
+
+
 def refuse_faults(spec: RunSpec) -> None:
     """A plain ``docker compose up`` has no runner to apply a fault timeline."""
     if spec.faults:
@@ -230,7 +235,7 @@ def render_run(
     root = Path(root)
     runs_root = root / "runs" if runs_root is None else Path(runs_root)
     refuse_faults(spec)
-    note = "\n".join(filter(None, (link_deadline_note(spec), arp_table_note(spec)))) or None
+    note = "\n".join(compose_notes(spec)) or None
     plan = prepare_run(spec, runs_root, prediction, run_id)
     project = project or project_name(f"p2p-{spec.name}")
     path = default_compose_path(root, spec.name)
@@ -663,9 +668,8 @@ class ComposeRunner(Runner):
         gone = {p for f in plan.spec.faults if f.at_start for p in f.peers}
         plan = dataclasses.replace(plan, peers=tuple(p for p in plan.peers if p.id not in gone))
         try:
-            for note in (link_deadline_note(plan.spec), arp_table_note(plan.spec)):
-                if note:
-                    progress.message(note)
+            for note in compose_notes(plan.spec):
+                progress.message(note)
             self.ensure_image(progress)
             user = container_user()
             write_compose(
