@@ -184,7 +184,7 @@ def render_report(analysis: Analysis, images: list[Path] | None = None) -> str:
         bound=" (upper bound)" if s.get("prediction") == "upper_bound" else "",
         log_dir=str(analysis.log_dir),
         verdict=verdict,
-        verdict_class="ok" if verdict == "OK" else "bad" if verdict == "NOT OK" else "unk",
+        verdict_class="ok" if s.get("explained", verdict == "OK") else "bad" if verdict == "NOT OK" else "unk",
         problems=problems[:MAX_PROBLEM_ROWS],
         more_problems=max(0, len(problems) - MAX_PROBLEM_ROWS),
         images=main_imgs,

@@ -19,9 +19,10 @@ from typing import Any
 import networkx as nx
 
 from analysis import logs as L
+from analysis.explain import FaultContext, fault_context
 from analysis._util import AnalysisError, atomic_write, dump_json, fmt_bytes, fmt_int, fmt_seconds, table
 from generator.errors import P2PError
-from generator.predict import Flow, Prediction, PredictionTooLarge, predict
+from generator.predict import Flow, Prediction, PredictionTooLarge, predict, with_restarts
 from generator.spec import RunSpec
 from generator.topologies import FAMILIES, build_graph
 
@@ -163,6 +164,8 @@ def analyse(
     deliveries_only: int | None = None  # exact deliveries when nothing else is predicted (flood)
     prediction_kind: str | None = None
     faults = tuple(spec.faults) if spec is not None else ()
+    ctx, fault_log_problems = fault_context(run_dir, spec)
+    problems.extend(L.LogProblem("faults.jsonl", None, text) for text in fault_log_problems)
     if protocol == "v1":
         # Faults declared at start (kills, partitions for good) leave plain v1 on the
         # surviving graph; any later fault makes that prediction an upper bound.
@@ -177,6 +180,10 @@ def analyse(
         cap = max(PREDICTION_CAP, 4 * seen)
         try:
             prediction = predict(pgraph, family=family, cap=cap)
+            if ctx.restarts:
+                prediction = with_restarts(prediction, pgraph, ctx.restarts, cap=cap)
+                notes.append("restarted peers author again (a new incarnation): the bound counts one more "
+                             "flood of their message per restart")
             exact = spec.exactly_predictable if spec is not None else True
             prediction_kind = "exact" if exact else "upper_bound"
             if not same:
@@ -208,7 +215,9 @@ def analyse(
         notes.append("expected values are computed on the inferred topology")
     # Peers a fault killed or restarted may lack a summary, a traffic file or even
     # logs, and may have torn a line: expected, reported, not held against the run.
-    faulted = {p for f in faults if f.action in ("kill", "restart") for p in f.peers}
+    faulted = ctx.peers
+    if ctx.not_fired:
+        notes.append(f"faults that never fired (their trigger was not reached): {', '.join(ctx.not_fired)}")
 
     # ---- observed flows -----------------------------------------------------
     observed: dict[Edge, Flow] = {}
@@ -262,18 +271,25 @@ def analyse(
             if not tr.exists and ev.summary is not None:
                 problems.append(L.LogProblem(tr.file, None, "missing traffic file although the peer exited"))
         for rec in ev.errors:
+            nbr = rec.get("nbr")
+            count = _count(rec)
             errors.append(
                 {
                     "peer": p,
                     "t": rec.get("t"),
-                    "nbr": rec.get("nbr"),
+                    "nbr": nbr,
                     "reason": rec.get("reason"),
                     "detail": rec.get("detail", ""),
+                    "count": count,
+                    # A connection cut by a fault (a killed neighbour's half-sent frame) is the fault's doing.
+                    "explained_by": ctx.link(p, nbr) if isinstance(nbr, int) else None,
                 }
             )
         for rec in ev.link_failures:
-            link_failures.append({"peer": p, "t": rec.get("t"), "nbr": rec.get("nbr"), "reason": rec.get("reason"),
-                                  "due_to_fault": rec.get("nbr") in faulted})
+            nbr = rec.get("nbr")
+            why = ctx.link(p, nbr) if isinstance(nbr, int) else None
+            link_failures.append({"peer": p, "t": rec.get("t"), "nbr": nbr, "reason": rec.get("reason"),
+                                  "due_to_fault": why is not None, "explained_by": why})
         out = sent.get(p, zero)
         summ = ev.summary or {}
         exp = exp_in.get(p, zero) if prediction else None
@@ -288,7 +304,7 @@ def analyse(
                 "bytes_out": out.bytes,
                 "frames_out": out.frames,
                 "authors": len(msg.by_author),
-                "errors": len(ev.errors) if ev.exists else None,
+                "errors": sum(_count(r) for r in ev.errors) if ev.exists else None,
                 "exit_reason": summ.get("exit_reason"),
                 "duration": summ.get("duration"),
                 "view_edges": len(views[p]),
@@ -296,7 +312,11 @@ def analyse(
                 "view_extra": len(d.extra),
             }
         )
-        disagreements.extend(_cross_check(p, pl, observed, msg.deliveries, msg.bytes, out))
+        for d in _cross_check(p, pl, observed, msg.deliveries, msg.bytes, out):
+            nb = d["nbr"]
+            d["explained_by"] = ctx.link(p, nb) if nb is not None else (
+                ctx.peer_fault(p) or next(filter(None, (ctx.link(p, x) for x in _nbrs(graph, p))), None))
+            disagreements.append(d)
 
     # ---- time ---------------------------------------------------------------
     timeline, ttq = _timeline(peers)
@@ -312,27 +332,30 @@ def analyse(
         d = pr.to_dict()
         owner = _peer_of(pr.file)
         d["due_to_fault"] = owner in faulted
+        d["explained_by"] = ctx.peer_fault(owner) if owner is not None else None
         problem_dicts.append(d)
     missing = None
-    if prediction is not None and protocol == "v1" and (deliveries != prediction.deliveries or faults):
+    if prediction is not None and protocol == "v1" and (deliveries != prediction.deliveries or faults or ctx.any):
         from analysis.missing import missing_report
 
-        missing = missing_report(pgraph, log_dir, n)
+        missing = missing_report(pgraph, log_dir, n, ctx, out_dir=run_dir if write else None)
         if missing is None:
             notes.append("too many predicted deliveries to list the missing ones")
     if deliveries_only is not None:
         prediction_kind = "deliveries" if spec is None or spec.exactly_predictable else "upper_bound"
-    ok = (
-        deliveries_only is not None and prediction_kind == "deliveries" and deliveries == deliveries_only
-        and not errors
-    ) or (
-        prediction_kind in ("exact", "upper_bound")
-        and prediction is not None
-        and deliveries == prediction.deliveries
-        and nbytes == prediction.bytes
-        and not any(not d["due_to_fault"] for d in problem_dicts)
-        and not errors
+    exits = _exits(run_dir, ctx, link_failures)
+    _add_sent(edges, peers, ctx)
+    expected_deliveries = prediction.deliveries if prediction else deliveries_only
+    verdict, unexplained = judge(
+        kind=prediction_kind if expected_deliveries is not None else None,
+        deliveries=deliveries, expected=expected_deliveries,
+        nbytes=nbytes, expected_bytes=prediction.bytes if prediction else None,
+        missing=missing, protocol=protocol, ctx=ctx,
+        lists={"protocol errors": errors,
+               "log problems": problem_dicts, "link failures": link_failures,
+               "counter disagreements": disagreements, "peer exits": exits},
     )
+    ok = verdict == "OK"
     summary: dict[str, Any] = {
         "run_id": run_dir.resolve().name,
         "topology": topology,
@@ -345,6 +368,9 @@ def analyse(
         "inferred": inferred,
         "notes": notes,
         "ok": ok,
+        "verdict": verdict,
+        "explained": verdict in ("OK", "EXPLAINED"),
+        "unexplained": unexplained,
         "deliveries": deliveries,
         "expected_deliveries": prediction.deliveries if prediction else deliveries_only,
         "bytes": nbytes,
@@ -364,6 +390,12 @@ def analyse(
         "disagreements": disagreements,
         "missing_deliveries": None if missing is None else missing["missing_count"],
         "unexpected_deliveries": None if missing is None else missing["unexpected_count"],
+        "repeated_deliveries": None if missing is None else missing["repeated_count"],
+        "missing_explained_by": None if missing is None else missing["explained_by"],
+        "missing_listing": None if missing is None else missing["listing"],
+        "faults_applied": [a.to_dict() for a in ctx.applied],
+        "faults_not_fired": list(ctx.not_fired),
+        "exits": exits,
     }
     analysis = Analysis(
         run_dir=run_dir,
@@ -397,6 +429,105 @@ def analyse(
 
 
 # ---- helpers -------------------------------------------------------------------
+
+
+VERDICTS = ("OK", "EXPLAINED", "NOT OK", "NOT CHECKED")
+
+
+def judge(*, kind: str | None, deliveries: int, expected: int | None, nbytes: int, expected_bytes: int | None,
+          missing: dict[str, Any] | None, protocol: str, ctx: FaultContext,
+          lists: dict[str, list[dict[str, Any]]]) -> tuple[str, list[str]]:
+    """The run's verdict and, when it is NOT OK, every reason.
+
+    OK: the counts equal the prediction and nothing is unexplained. EXPLAINED: the
+    prediction is an upper bound (faults, loss) and every shortfall, repeat, error,
+    disagreement and non-zero exit is explained by a fault that fired or a lossy link.
+    NOT OK: something is not. NOT CHECKED: there was nothing to check against.
+    """
+    reasons: list[str] = []
+    if kind in ("exact", "deliveries"):
+        if deliveries != expected:
+            reasons.append(f"{deliveries:,} deliveries observed, {expected:,} predicted exactly")
+        if kind == "exact" and nbytes != expected_bytes:
+            reasons.append(f"{nbytes:,} bytes observed, {expected_bytes:,} predicted exactly")
+    elif kind == "upper_bound":
+        if missing is not None:
+            for what, count in missing["unexplained"].items():
+                if count:
+                    reasons.append(f"{count:,} {what} deliveries that no fault explains (missing.jsonl)")
+        elif deliveries > expected:
+            reasons.append(f"{deliveries:,} deliveries observed, more than the upper bound {expected:,}")
+        elif deliveries < expected and protocol == "v1":
+            reasons.append(f"a shortfall of {expected - deliveries:,} deliveries that could not be checked "
+                           "path by path (too many predicted)")
+        elif deliveries < expected and not ctx.any:
+            reasons.append(f"a shortfall of {expected - deliveries:,} deliveries, and no fault fired")
+    for what, items in lists.items():
+        bad = sum(item.get("count", 1) for item in items if not item.get("explained_by"))
+        if bad:
+            reasons.append(f"{bad:,} {what} that no fault explains")
+    if expected is None or kind is None:
+        return "NOT CHECKED", reasons
+    if reasons:
+        return "NOT OK", reasons
+    exact = deliveries == expected and (expected_bytes is None or nbytes == expected_bytes)
+    return ("OK" if exact else "EXPLAINED"), reasons
+
+
+def _count(rec: dict[str, Any]) -> int:
+    """How many occurrences an event record stands for (peers aggregate repeats: ``count``)."""
+    count = rec.get("count", 1)
+    return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 1
+
+
+def _nbrs(graph: nx.Graph, p: int) -> list[int]:
+    return sorted(graph.neighbors(p)) if p in graph else []
+
+
+EXITS_FILE = "exits.json"
+
+
+def _exits(run_dir: Path, ctx: FaultContext, link_failures: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Peers that did not exit 0 (from exits.json, written by `p2p run`), each with what explains it.
+
+    A killed or restarted peer's code is the fault's; exit code 2 (a link never came up)
+    is explained when every link failure of that peer is.
+    """
+    try:
+        data = json.loads((run_dir / EXITS_FILE).read_text())
+        codes = data["exit_codes"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    out = []
+    for key, code in sorted(codes.items(), key=lambda kv: int(kv[0]) if str(kv[0]).isdigit() else -1):
+        if code == 0 or not str(key).isdigit():
+            continue
+        p = int(key)
+        why = ctx.peer_fault(p)
+        if why is None and code == 2:
+            mine = [lf for lf in link_failures if lf["peer"] == p]
+            if mine and all(lf.get("explained_by") for lf in mine):
+                why = mine[0]["explained_by"]
+        out.append({"peer": p, "code": code, "explained_by": why})
+    return out
+
+
+def _add_sent(edges: list[dict[str, Any]], peers: dict[int, L.PeerLogs], ctx: FaultContext) -> None:
+    """Add what each sender counted (summary event, else traffic file) to each directed edge,
+    and, where that differs from what the receiver logged, the fault that explains it."""
+    for e in edges:
+        u, v = e["src"], e["dst"]
+        pl = peers.get(u)
+        frames = nbytes = None
+        if pl is not None:
+            link = ((pl.events.summary or {}).get("links") or {}).get(str(v))
+            if isinstance(link, dict):
+                frames, nbytes = link.get("frames_out"), link.get("bytes_out")
+            elif v in pl.traffic.links:
+                nbytes = pl.traffic.links[v][1]
+        e["sent_frames"], e["sent_bytes"] = frames, nbytes
+        differs = nbytes is not None and nbytes != e["bytes"] or frames is not None and frames != e["frames"]
+        e["sent_differs_explained_by"] = ctx.link(u, v) if differs else None
 
 
 def _peer_of(file: str) -> int | None:
@@ -529,13 +660,12 @@ def _timeline(peers: dict[int, L.PeerLogs]) -> tuple[dict[int, list[tuple[float,
 
 
 def _verdict(s: dict[str, Any]) -> str:
-    if s["ok"]:
-        return "OK"
-    if s["expected_deliveries"] is None:
+    verdict = s.get("verdict")
+    if verdict == "EXPLAINED":
+        return "EXPLAINED (below the upper bound; every shortfall explained by a fault or a lossy link)"
+    if verdict == "NOT CHECKED":
         return "NOT CHECKED (no prediction)"
-    if s["prediction"] == "upper_bound":
-        return "BELOW UPPER BOUND (faults)" if s["deliveries"] < s["expected_deliveries"] else "NOT OK"
-    return "NOT OK"
+    return verdict or ("OK" if s["ok"] else "NOT OK")
 
 
 def _vs(obs: int, exp: int | None, fmt: Callable[[Any], str] = fmt_int, bound: bool = False) -> str:
@@ -597,33 +727,64 @@ def _peer_table(s: dict[str, Any], full: bool, limit: int | None = None) -> str:
     return text
 
 
+def _why(item: dict[str, Any]) -> str:
+    """' (explained: FAULT)' for an item a fault explains; '' otherwise."""
+    why = item.get("explained_by")
+    if why is None and item.get("due_to_fault"):  # summaries written before explanations were named
+        why = "fault"
+    return f" (explained: {why})" if why else ""
+
+
 def _problem_lines(s: dict[str, Any], limit: int | None) -> list[str]:
     out = []
     items = [
-        f"{p['file']}{':' + str(p['line']) if p['line'] is not None else ''}: {p['problem']}"
-        + (" (expected: fault)" if p.get("due_to_fault") else "")
+        f"{p['file']}{':' + str(p['line']) if p['line'] is not None else ''}: {p['problem']}{_why(p)}"
         for p in s["log_problems"]
     ]
     items += [
         f"peer {e['peer']}: protocol error on link {e['nbr'] if e['nbr'] is not None else '?'}: {e['reason']}"
-        + (f" ({e['detail']})" if e["detail"] else "")
+        + (f" x{e['count']}" if e.get("count", 1) > 1 else "")
+        + (f" ({e['detail']})" if e["detail"] else "") + _why(e)
         for e in s["errors"]
     ]
     items += [
-        f"peer {e['peer']}: link to {e['nbr']} failed: {e['reason']}"
-        + (" (expected: fault)" if e.get("due_to_fault") else "")
+        f"peer {e['peer']}: link to {e['nbr']} failed: {e['reason']}{_why(e)}"
         for e in s["link_failures"]
     ]
     items += [
         f"peer {d['peer']}: {d['source']} says {d['what']}"
         + (f" (link {d['nbr']})" if d["nbr"] is not None else "")
-        + f" = {d['logged']}, the message logs (<id>.txt) say {d['observed']}"
+        + f" = {d['logged']}, the message logs (<id>.txt) say {d['observed']}{_why(d)}"
         for d in s["disagreements"]
     ]
+    items += [f"peer {x['peer']}: exit code {x['code']}{_why(x)}" for x in s.get("exits") or []]
     if limit is not None and len(items) > limit:
         out = items[:limit] + [f"... and {len(items) - limit} more (see stats.txt / summary.json)"]
     else:
         out = items
+    return out
+
+
+def _fired_lines(s: dict[str, Any]) -> list[str]:
+    out = []
+    for a in s.get("faults_applied") or []:
+        when = [f"t={a['elapsed']:.3f} s" if a.get("elapsed") is not None else "",
+                f"at {a['deliveries']:,} deliveries" if a.get("deliveries") is not None else ""]
+        out.append(f"  fired             {a['fault']}  {', '.join(w for w in when if w)}")
+    for f in s.get("faults_not_fired") or []:
+        out.append(f"  never fired       {f}")
+    return out
+
+
+def _missing_lines(s: dict[str, Any]) -> list[str]:
+    if s.get("missing_deliveries") is None:
+        return []
+    listing = s.get("missing_listing") or "missing.json"
+    out = [f"  missing deliveries (author, path): {fmt_int(s['missing_deliveries'])}, unexpected: "
+           f"{fmt_int(s['unexpected_deliveries'])}, repeated: {fmt_int(s.get('repeated_deliveries') or 0)}"
+           f" (every one listed in {listing})"]
+    for why, count in list((s.get("missing_explained_by") or {}).items())[:8]:
+        out.append(f"    {fmt_int(count)} explained by {why}")
     return out
 
 
@@ -646,12 +807,11 @@ def format_summary(analysis: Analysis) -> str:
         lines.append(f"  note: {note}")
     lines.append("")
     lines.append(_peer_table(s, full=False, limit=SUMMARY_PEER_ROWS))
-    if s.get("missing_deliveries") is not None:
-        lines.append(
-            f"  missing deliveries (author, path) listed in missing.json: {fmt_int(s['missing_deliveries'])}"
-            f" (predicted - observed = {fmt_int(s['expected_deliveries'] - s['deliveries'])}); "
-            f"unexpected: {fmt_int(s['unexpected_deliveries'])}"
-        )
+    lines += _missing_lines(s)
+    if s.get("unexplained"):
+        lines.append("")
+        lines.append("unexplained:")
+        lines += [f"  {r}" for r in s["unexplained"]]
     if s["short_peers"]:
         lines.append("")
         sp = s["short_peers"]
@@ -693,6 +853,7 @@ def format_stats(analysis: Analysis) -> str:
         f"deliveries          {_vs(s['deliveries'], s['expected_deliveries'], bound=bound)}",
         f"bytes               {_vs(s['bytes'], s['expected_bytes'], lambda x: f'{x:,}', bound=bound)}",
         f"faults              {' '.join(s['faults']) or 'none'}",
+        *_fired_lines(s),
         f"time to quiescence  {fmt_seconds(s['time_to_quiescence'])}",
         f"short peers         {'-' if s['short_peers'] is None else (', '.join(map(str, s['short_peers'])) or 'none')}",
         f"world views         {len(s['worldview']['complete'])}/{s['n']} equal to the topology",
@@ -707,9 +868,18 @@ def format_stats(analysis: Analysis) -> str:
         mark = "" if e["in_topology"] else "NOT IN TOPOLOGY"
         if e["expected_frames"] is not None and (e["frames"], e["bytes"]) != (e["expected_frames"], e["expected_bytes"]):
             mark = (mark + " " if mark else "") + "differs"
+        sent = e.get("sent_bytes")
+        if sent is not None and sent != e["bytes"]:
+            why = e.get("sent_differs_explained_by")
+            mark = (mark + " " if mark else "") + f"sent {sent - e['bytes']:+,} B more than logged: " + (
+                f"lost to {why}" if why else "UNEXPLAINED")
         rows.append([e["src"], e["dst"], fmt_int(e["frames"]), fmt_int(e["expected_frames"]),
-                     fmt_int(e["bytes"]), fmt_int(e["expected_bytes"]), mark])
-    out.append(table(["src", "dst", "frames", "expected", "bytes", "expected", ""], rows, "rrrrrrl"))
+                     fmt_int(e["bytes"]), fmt_int(e["expected_bytes"]), fmt_int(sent), mark])
+    out.append(table(["src", "dst", "frames", "expected", "bytes logged", "expected", "bytes sent", ""], rows,
+                     "rrrrrrrl"))
+    out += _missing_lines(s)
+    if s.get("unexplained"):
+        out += ["", "Unexplained", *[f"  {r}" for r in s["unexplained"]]]
     probs = _problem_lines(s, limit=None)
     out += ["", f"Problems ({len(probs)})"]
     out += [f"  {p}" for p in probs] or ["  none"]

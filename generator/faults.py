@@ -13,14 +13,20 @@ Spelling (CLI ``--fault``, repeatable)::
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import networkx as nx
 
 from generator.errors import SpecError
+from peer.emulation import is_number, show_value
 
 PEER_ACTIONS = ("kill", "pause", "resume", "restart")
 EDGE_ACTIONS = ("partition", "heal")
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,25 @@ class Fault:
             raise SpecError(f"fault {self.action} takes peers, e.g. {self.action}:3@1")
         if self.action in EDGE_ACTIONS and (not self.edges or self.peers):
             raise SpecError(f"fault {self.action} takes edges, e.g. {self.action}:0-1,2-3@1")
+        if self.at is not None and (not is_number(self.at) or not math.isfinite(self.at) or self.at < 0):
+            raise SpecError(f"--fault {self._spelling()}: time must be a finite number >= 0 (seconds from the "
+                            f"start), got {show_value(self.at)}")
+        if self.after_deliveries is not None and (not _is_int(self.after_deliveries) or self.after_deliveries < 0):
+            raise SpecError(f"--fault {self._spelling()}: delivery count must be an integer >= 0, "
+                            f"got {show_value(self.after_deliveries)}")
+        for p in self.peers:
+            if not _is_int(p) or p < 0:
+                raise SpecError(f"--fault {self._spelling()}: peer ids must be integers >= 0, got {show_value(p)}")
+        for e in self.edges:
+            if len(e) != 2 or not all(_is_int(x) and x >= 0 for x in e):
+                raise SpecError(f"--fault {self._spelling()}: edges must be pairs of peer ids >= 0, "
+                                f"got {show_value(e)}")
+
+    def _spelling(self) -> str:
+        """The CLI spelling, for messages about values that may be of any type."""
+        targets = ",".join(map(str, self.peers)) or ",".join("-".join(map(str, e)) for e in self.edges)
+        when = show_value(self.at) if self.at is not None else f"deliveries={show_value(self.after_deliveries)}"
+        return f"{self.action}:{targets}@{when}"
 
     @property
     def at_start(self) -> bool:
@@ -82,10 +107,10 @@ class Fault:
     def check(self, graph: nx.Graph) -> None:
         for p in self.peers:
             if p not in graph:
-                raise SpecError(f"fault {self.action}: no peer {p}")
+                raise SpecError(f"--fault {self}: no peer {p} in the topology ({graph.number_of_nodes()} peers)")
         for u, v in self.edges:
             if not graph.has_edge(u, v):
-                raise SpecError(f"fault {self.action}: no edge {u}-{v}")
+                raise SpecError(f"--fault {self}: no edge {u}-{v} in the topology")
 
     def __str__(self) -> str:
         targets = ",".join(map(str, self.peers)) or ",".join(f"{u}-{v}" for u, v in self.edges)

@@ -153,19 +153,20 @@ def _cycle_edges(n: int) -> dict[tuple[int, int], Flow]:
 
 
 def enumerate_edges(
-    graph: nx.Graph, cap: int = DEFAULT_CAP, max_hops: int | None = None
+    graph: nx.Graph, cap: int = DEFAULT_CAP, max_hops: int | None = None, authors: list[int] | None = None
 ) -> dict[tuple[int, int], Flow]:
     """Brute force: walk every simple path from every author (reference and fallback).
 
     ``max_hops`` (protocol ttl): only frames whose hop list has at most that many
-    entries, i.e. simple paths of at most ``max_hops`` links.
+    entries, i.e. simple paths of at most ``max_hops`` links. ``authors``: only the
+    floods of these peers (default: every peer).
     """
     adj = {u: sorted(graph.neighbors(u)) for u in graph.nodes}
     d = {u: digits(u) for u in graph.nodes}
     frames: dict[tuple[int, int], int] = defaultdict(int)
     nbytes: dict[tuple[int, int], int] = defaultdict(int)
     count = 0
-    for author in graph.nodes:
+    for author in graph.nodes if authors is None else authors:
         on_path = {author}
         # Stack of (node, digit_sum_of_path_to_node, path_length, neighbour iterator).
         stack = [(author, d[author], 1, iter(adj[author]))]
@@ -188,3 +189,20 @@ def enumerate_edges(
             on_path.add(v)
             stack.append((v, dsum + d[v], k + 1, iter(adj[v])))
     return {e: Flow(frames[e], nbytes[e]) for e in frames}
+
+
+def with_restarts(prediction: Prediction, graph: nx.Graph, restarts: dict[int, int],
+                  cap: int = DEFAULT_CAP) -> Prediction:
+    """The v1 upper bound when peers were restarted: a restarted peer is a new incarnation
+    that authors again, so each restart adds one more flood of that peer's message."""
+    per_edge = dict(prediction.per_edge)
+    for peer, times in sorted(restarts.items()):
+        if peer not in graph or times < 1:
+            continue
+        for e, f in enumerate_edges(graph, cap=cap, authors=[peer]).items():
+            per_edge[e] = per_edge.get(e, Flow()) + Flow(f.frames * times, f.bytes * times)
+    return Prediction(
+        deliveries=sum(f.frames for f in per_edge.values()),
+        bytes=sum(f.bytes for f in per_edge.values()),
+        per_edge=per_edge,
+    )

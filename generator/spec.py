@@ -10,6 +10,7 @@ spec.json always replays the same graph and the same protocol choices.
 from __future__ import annotations
 
 import json
+import math
 import secrets
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -21,7 +22,7 @@ import networkx as nx
 from generator.errors import SpecError, TopologyError
 from generator.faults import Fault, exactly_predictable, surviving_graph
 from generator.topologies import FAMILIES, build_graph, parse_topology_params, show_param
-from peer.emulation import LinkShape
+from peer.emulation import SHAPE_KEYS, LinkShape, is_number, shape_problem, show_value
 from peer.protocols import PROTOCOLS as _PROTOCOL_CLASSES
 
 PROTOCOLS = tuple(_PROTOCOL_CLASSES)
@@ -52,23 +53,48 @@ class PeerOptions:
     link_shapes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if isinstance(self.link_shapes, str) or not isinstance(self.link_shapes, (list, tuple)):
+            raise SpecError(f"link_shapes must be a list of U-V:KEY=VALUE,... items, got {self.link_shapes!r}")
         object.__setattr__(self, "link_shapes", tuple(self.link_shapes))  # a JSON list on load
-        try:
-            self.edge_shapes()
-        except ValueError as e:
-            raise SpecError(f"link emulation: {e}") from e
+        for key, flag in (("idle", "--idle"), ("link_deadline", "--link-deadline"),
+                          ("max_runtime", "max_runtime"), ("handshake_timeout", "handshake_timeout")):
+            value = getattr(self, key)
+            if value is None and key != "idle":
+                continue
+            if not is_number(value) or not math.isfinite(value) or value <= 0:
+                raise SpecError(f"{flag} must be a finite number > 0 (seconds), got {show_value(value)}")
+        for key in SHAPE_KEYS:
+            problem = shape_problem(key, getattr(self, key))
+            if problem:
+                raise SpecError(f"--{problem}")
+        self.edge_shapes()
 
     def edge_shapes(self) -> dict[tuple[int, int], LinkShape]:
         """Per-edge shapes (u < v), each on top of the global one."""
+        return {edge: shape for edge, (_, shape) in self._parsed_shapes().items()}
+
+    def _parsed_shapes(self) -> dict[tuple[int, int], tuple[str, LinkShape]]:
+        """Per-edge (item as given, shape); a SpecError names the offending item."""
         base = LinkShape(self.latency, self.jitter, self.loss, self.bandwidth)
         out = {}
         for item in self.link_shapes:
+            if not isinstance(item, str):
+                raise SpecError(f"--link-shape expects U-V:KEY=VALUE,..., got {item!r}")
             edge, sep, text = item.partition(":")
             u, dash, v = edge.partition("-")
             if not sep or not dash or not u.strip().isdigit() or not v.strip().isdigit():
-                raise ValueError(f"expected U-V:KEY=VALUE,..., got {item!r}")
-            out[tuple(sorted((int(u), int(v))))] = LinkShape.parse(text, base)
+                raise SpecError(f"--link-shape expects U-V:KEY=VALUE,..., got {item!r}")
+            try:
+                out[tuple(sorted((int(u), int(v))))] = (item, LinkShape.parse(text, base))
+            except ValueError as e:
+                raise SpecError(f"--link-shape {item}: {e}") from None
         return out
+
+    def check_graph(self, graph: nx.Graph, name: str) -> None:
+        """Refuse a per-edge shape on a pair that is not a link of ``graph`` (``name``: e.g. cycle-5)."""
+        for (u, v), (item, _) in self._parsed_shapes().items():
+            if not graph.has_edge(u, v):
+                raise SpecError(f"--link-shape {item}: {u}-{v} is not an edge of {name}")
 
     @property
     def lossy(self) -> bool:
@@ -129,6 +155,9 @@ class RunSpec:
                 f"{', '.join(proto_defaults) or 'none'}"
             )
         topo = fam.coerce({k: v for k, v in items.items() if k not in proto_defaults})
+        for key, value in topo.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise SpecError(f"{fam.name}: parameter {key} must be a finite number, got {show_value(value)}")
         proto = {}
         for key, default in proto_defaults.items():
             value = items.get(key, default)
@@ -183,9 +212,18 @@ class RunSpec:
         return {k: v for k, v in self.params if k in proto}
 
     def graph(self) -> nx.Graph:
-        """The topology this spec describes."""
-        return build_graph(self.topology, self.n, seed=self.seed, params=self.topology_params(),
-                           allow_disconnected=self.allow_disconnected)
+        """The topology this spec describes; faults and per-edge link shapes must name its
+        peers and links (a SpecError otherwise)."""
+        graph = build_graph(self.topology, self.n, seed=self.seed, params=self.topology_params(),
+                            allow_disconnected=self.allow_disconnected)
+        self.check_graph(graph)
+        return graph
+
+    def check_graph(self, graph: nx.Graph) -> None:
+        """Refuse faults on peers or links ``graph`` lacks and link shapes on pairs that are not links."""
+        for fault in self.faults:
+            fault.check(graph)
+        self.options.check_graph(graph, self.name)
 
     def prediction_graph(self) -> nx.Graph:
         """The graph an exact prediction is made on: without peers killed at start."""
@@ -209,7 +247,11 @@ class RunSpec:
         return data
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+        """Strict JSON (no NaN or Infinity): the checks above keep them out; this is the backstop."""
+        try:
+            return json.dumps(self.to_dict(), indent=2, sort_keys=True, allow_nan=False) + "\n"
+        except ValueError as e:
+            raise SpecError(f"spec of {self.name} cannot be written as strict JSON: {e}") from None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunSpec:
@@ -230,6 +272,8 @@ class RunSpec:
             return cls.from_dict(json.loads(Path(path).read_text()))
         except (OSError, json.JSONDecodeError) as e:
             raise SpecError(f"cannot read spec {path}: {e}") from e
+        except SpecError as e:
+            raise SpecError(f"{path}: {e}") from e
 
     def write(self, path: Path) -> None:
         Path(path).write_text(self.to_json())

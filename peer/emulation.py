@@ -8,6 +8,7 @@ keep each link first-in first-out, as TCP would.
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -19,6 +20,34 @@ except ImportError:  # another interpreter
     from hashlib import blake2b
 
 SHAPE_KEYS = ("latency", "jitter", "loss", "bandwidth")
+_SHAPE_RULES = {
+    "latency": "a finite number >= 0 (seconds)",
+    "jitter": "a finite number >= 0 (seconds)",
+    "bandwidth": "a finite number >= 0 (bytes/s, 0: unlimited)",
+}
+
+
+def show_value(x: object) -> str:
+    """A value as the user would have typed it: ``2`` for 2.0, ``-0.1``, ``nan``, ``inf``, ``'x'``."""
+    if isinstance(x, float) and math.isfinite(x) and x.is_integer() and abs(x) < 1e15:
+        return str(int(x))
+    return repr(x)
+
+
+def is_number(x: object) -> bool:
+    """An int or a float (not a bool)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def shape_problem(key: str, value: object) -> str | None:
+    """What is wrong with one link shape value, starting with its key (None: nothing)."""
+    if key == "loss":
+        if not is_number(value) or not 0 <= value <= 1:  # NaN fails both comparisons
+            return f"loss must be in [0, 1], got {show_value(value)}"
+        return None
+    if not is_number(value) or not math.isfinite(value) or value < 0:
+        return f"{key} must be {_SHAPE_RULES[key]}, got {show_value(value)}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -31,8 +60,10 @@ class LinkShape:
     bandwidth: float = 0.0
 
     def __post_init__(self) -> None:
-        if min(self.latency, self.jitter, self.bandwidth) < 0 or not 0 <= self.loss <= 1:
-            raise ValueError(f"bad link shape {self}: delays and bandwidth >= 0, loss in [0, 1]")
+        for key in SHAPE_KEYS:
+            problem = shape_problem(key, getattr(self, key))
+            if problem:
+                raise ValueError(problem)
 
     @property
     def active(self) -> bool:
@@ -46,7 +77,10 @@ class LinkShape:
             key, eq, value = item.partition("=")
             if not eq or key.strip() not in SHAPE_KEYS:
                 raise ValueError(f"bad link shape item {item!r}; expected KEY=VALUE with KEY in {', '.join(SHAPE_KEYS)}")
-            values[key.strip()] = float(value)
+            try:
+                values[key.strip()] = float(value)
+            except ValueError:
+                raise ValueError(f"{key.strip()} must be a number, got {value.strip()!r}") from None
         return cls(**values)
 
 

@@ -27,19 +27,21 @@ from pathlib import Path
 from peer.emulation import LinkShape, Shaper, is_lost
 from peer.protocols import PROTOCOLS
 from peer.upload import upload_logs
-from peer.wire import HEADER, MAX_FRAME, FrameError, decode_handshake, encode_handshake, parse_payload
+from peer.wire import (
+    HEADER, MAX_FRAME, FrameError, decode_handshake, encode_handshake, encode_payload, parse_payload,
+)
 
 READ_CHUNK = 1 << 18
 STREAM_LIMIT = 1 << 20
 TICK = 0.1
 MAX_PENDING_HANDSHAKES = 64
-# Received lines are written in batches (one syscall per batch, not per delivery): at every
-# monitor tick (up to 1 s at N = 1000) and whenever a batch reaches either bound. The byte
-# bound matters for bursts: a cycle-1000 peer fed its 1998 messages (3.9 MB) within one tick
-# peaked at 15.1-15.8 MiB of anonymous memory with the line bound alone, 13.2-13.5 MiB with
-# both (bench/peer_memory.py).
-LOG_FLUSH_LINES = 20_000
-LOG_FLUSH_BYTES = 1 << 18
+# Repeated error records (and ``abandoned`` connections) are aggregated: the first of a kind
+# in an interval is written at once, the rest only counted and written as one record with
+# ``count`` when the interval closes (checked at every monitor tick, and at exit).
+AGGREGATE_INTERVAL = 1.0
+# How much of the end of its events log a starting peer reads to see whether it already
+# finished a run there (a summary record); a longer last record is followed to its start.
+SUMMARY_TAIL = 1 << 16
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -106,6 +108,7 @@ class Link:
     undelivered: int = 0
     dropped_in: int = 0
     dropped_out: int = 0
+    noncanonical: int = 0  # frames in whose JSON was not the compact form
     blocked: bool = False
     waiting_since: float = 0.0
     dial_errors: dict[str, int] = field(default_factory=dict)  # failed dial attempts by cause
@@ -123,11 +126,14 @@ class Peer:
         self.proto = PROTOCOLS[cfg.protocol](cfg.id, list(self.links), cfg.n, cfg.seed, fanout=cfg.fanout, ttl=cfg.ttl)
         self.recv = 0
         self.sent = 0
-        self.errors = 0
+        self.errors = 0  # error occurrences (an aggregated record stands for ``count`` of them)
+        self.abandoned = 0  # accepted connections that ended before the first handshake byte
+        self.noncanonical = 0  # frames whose JSON was valid but not compact: logged re-encoded
         self.authored = False
         self.authors_seen: set[int] = set()
-        self._log_lines: list[bytes] = []
-        self._log_bytes = 0  # frame bytes behind _log_lines (payload + 4-byte header each)
+        # Aggregation windows: (ev, nbr, reason) -> [opened (monotonic), count since, first
+        # counted (wall clock), last detail]
+        self._windows: dict[tuple[str, int | None, str | None], list] = {}
         self._tasks: set[asyncio.Task] = set()
         self._pending_handshakes = 0
         self._done = asyncio.Event()
@@ -142,9 +148,17 @@ class Peer:
         self._in_flight = 0  # delayed writes not yet released
         self._last_delivery: float | None = None
         cfg.log_dir.mkdir(parents=True, exist_ok=True)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
-        self._msg_fd = os.open(cfg.log_dir / f"{cfg.id}.txt", flags, 0o644)
-        self._ev_fd = os.open(cfg.log_dir / f"{cfg.id}.events.jsonl", flags, 0o644)
+        events_path = cfg.log_dir / f"{cfg.id}.events.jsonl"
+        if holds_summary(events_path):
+            # A second plain `docker compose up` of the same file reuses the log directory:
+            # appending would mix two runs. A SIGKILLed peer (a restart fault) left no summary.
+            raise AlreadyFinished(
+                f"{events_path} already holds a summary record: peer {cfg.id} finished a run in this "
+                f"log directory; render a fresh run (`p2p render ...` or `make compose-mesh`) instead "
+                f"of starting the same one again"
+            )
+        self._msg_fd = _open_log(cfg.log_dir / f"{cfg.id}.txt")
+        self._ev_fd = _open_log(events_path)
 
     # ---- logging -------------------------------------------------------------
 
@@ -154,17 +168,58 @@ class Peer:
 
     def error(self, nbr: int | None, reason: str, detail: str = "") -> None:
         self.errors += 1
-        self.event("error", nbr=nbr, reason=reason, detail=detail)
-        who = f"link {nbr}" if nbr is not None else "connection"
-        print(f"peer {self.me}: {who}: {reason}{': ' + detail if detail else ''}", file=sys.stderr, flush=True)
+        self._occurred("error", nbr, reason, detail)
 
-    def _flush_log(self) -> None:
-        if self._log_lines:
-            # One write of whole lines: a SIGKILL can only cut at a line boundary
-            # or, at worst, inside the last line, which readers detect.
-            os.write(self._msg_fd, b"\n".join(self._log_lines) + b"\n")
-            self._log_lines.clear()
-        self._log_bytes = 0
+    def _occurred(self, ev: str, nbr: int | None, reason: str | None, detail: str) -> None:
+        """One error (or abandoned connection): written at once when it is the first of its
+        kind in the interval, else only counted until the interval closes."""
+        key = (ev, nbr, reason)
+        window = self._windows.get(key)
+        if window is None:
+            self._windows[key] = [time.monotonic(), 0, 0.0, ""]
+            self._write_occurrences(ev, nbr, reason, detail, 1)
+        else:
+            if not window[1]:
+                window[2] = time.time()
+            window[1] += 1
+            window[3] = detail
+
+    def _close_windows(self, every: bool = False) -> None:
+        """Write one record per interval that counted occurrences; ``every``: at exit."""
+        if not self._windows:
+            return
+        now = time.monotonic()
+        for key, (opened, count, since, detail) in list(self._windows.items()):
+            if every or now - opened >= AGGREGATE_INTERVAL:
+                del self._windows[key]
+                if count:
+                    ev, nbr, reason = key
+                    self._write_occurrences(ev, nbr, reason, detail, count, since)
+
+    def _write_occurrences(self, ev: str, nbr: int | None, reason: str | None, detail: str, count: int,
+                           since: float | None = None) -> None:
+        # A record standing for one occurrence looks the same whether written at once or at
+        # the close of its interval; one standing for more says since when it counted.
+        extra = {} if count == 1 or since is None else {"since": round(since, 6)}
+        if ev != "error":  # abandoned: benign, no stderr line
+            self.event(ev, count=count, **extra)
+            return
+        self.event("error", nbr=nbr, reason=reason, detail=detail, count=count, **extra)
+        who = f"link {nbr}" if nbr is not None else "connection"
+        if count == 1:
+            text = f"{reason}{': ' + detail if detail else ''}"
+        else:
+            text = f"{reason}: {count} more within {AGGREGATE_INTERVAL:g} s (last: {detail or '-'})"
+        print(f"peer {self.me}: {who}: {text}", file=sys.stderr, flush=True)
+
+    def _log_received(self, lines: list[bytes]) -> None:
+        # One write of whole lines, before the forwards these lines caused are sent: a
+        # neighbour can log a frame from us only if we logged what made us send it. A SIGKILL
+        # can only cut at a line boundary or, at worst, inside the last line, which readers detect.
+        data = b"\n".join(lines) + b"\n"
+        while data:
+            written = os.write(self._msg_fd, data)
+            data = data[written:]
 
     # ---- sending -------------------------------------------------------------
 
@@ -273,15 +328,27 @@ class Peer:
             writer.close()
             return
         self._pending_handshakes += 1
+        got = bytearray()
         try:
-            data = await asyncio.wait_for(reader.readexactly(4), self.cfg.handshake_timeout)
-        except (asyncio.IncompleteReadError, asyncio.TimeoutError, OSError) as e:
-            self.error(None, "no_handshake", type(e).__name__)
+            await asyncio.wait_for(_read_handshake(reader, got), self.cfg.handshake_timeout)
+        except asyncio.TimeoutError:  # before OSError: TimeoutError is an OSError since 3.11
+            self.error(None, "no_handshake", f"TimeoutError after {len(got)} of 4 bytes")
+            writer.close()
+            return
+        except (asyncio.IncompleteReadError, OSError) as e:
+            # A reset can leave bytes unread in the stream's buffer: they were sent too.
+            if not got and not getattr(reader, "_buffer", None):
+                # Gone before a single byte: a dialer that gave up on a slow connect (its
+                # attempt timed out and it dialed again), not a hostile client.
+                self.abandoned += 1
+                self._occurred("abandoned", None, None, "")
+            else:
+                self.error(None, "no_handshake", f"{type(e).__name__} after {len(got)} of 4 bytes")
             writer.close()
             return
         finally:
             self._pending_handshakes -= 1
-        nbr = decode_handshake(data)
+        nbr = decode_handshake(bytes(got))
         link = self.links.get(nbr)
         if link is None:
             kind = "not_neighbour" if nbr < self.cfg.n else "unknown_peer"
@@ -326,6 +393,10 @@ class Peer:
                     link.state = "waiting"
                     # A restart run (--redial) gives each new dial a full deadline; a stillborn
                     # link keeps its first one, so a neighbour that keeps refusing ends as failed.
+                    # The new deadline starts here, not when the dial task first runs: a monitor
+                    # tick in between would find the link waiting since its first dial.
+                    if self.cfg.redial:
+                        link.waiting_since = time.monotonic()
                     self._spawn(self._dial(link, fresh=self.cfg.redial))
 
     def _process(self, link: Link, buf: bytes) -> int:
@@ -336,7 +407,7 @@ class Peer:
         max_frame = self.cfg.max_frame
         receive = self.proto.receive
         own_id_ok = self.proto.accepts_own_id
-        log = self._log_lines
+        log: list[bytes] = []  # bounded by buf: written before the forwards go out
         seen = self.authors_seen
         pack = HEADER.pack
         unpack_from = HEADER.unpack_from
@@ -345,6 +416,7 @@ class Peer:
         pos = 0
         got = 0
         got_bytes = 0
+        noncanonical = 0
         try:
             while end - pos >= 4:
                 size = unpack_from(buf, pos)[0]
@@ -365,8 +437,14 @@ class Peer:
                     raise FrameError("bad_hops", f"own id {me} already in hops")
                 pos = stop
                 got += 1
-                got_bytes += size + 4
-                log.append(payload)
+                got_bytes += size + 4  # the bytes on the wire, canonical or not
+                if canonical:
+                    log.append(payload)
+                else:
+                    # Logged as the canonical line: valid JSON with a newline inside would tear
+                    # the log, and readers take a line's frame size as 4 + its length.
+                    log.append(encode_payload(author, hops))
+                    noncanonical += 1
                 seen.add(author)
                 fwd, targets = receive(author, hops, payload, canonical)
                 if targets:
@@ -383,12 +461,13 @@ class Peer:
                 self._last_delivery = time.time()
                 link.frames_in += got
                 link.bytes_in += got_bytes
+                if noncanonical:
+                    link.noncanonical += noncanonical
+                    self.noncanonical += noncanonical
                 self._last_activity = time.monotonic()
+                self._log_received(log)  # logged before forwarded
                 for t, frames in out.items():
                     self._emit(self.links[t], frames)
-                self._log_bytes += got_bytes
-                if len(log) >= LOG_FLUSH_LINES or self._log_bytes >= LOG_FLUSH_BYTES:
-                    self._flush_log()
                 expect = self.cfg.expect
                 if expect is not None and self.recv >= expect and self.authored and not self._in_flight:
                     self._finish("expected")  # forwards just written still go out: close() flushes
@@ -421,7 +500,7 @@ class Peer:
         while not self._done.is_set():
             await asyncio.sleep(tick)
             now = time.monotonic()
-            self._flush_log()
+            self._close_windows()
             if (self.recv, self.sent) != last_progress:
                 last_progress = (self.recv, self.sent)
                 self.event("progress", recv=self.recv, sent=self.sent)
@@ -526,9 +605,9 @@ class Peer:
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5.0)
         duration = time.time() - wall_start
+        self._close_windows(every=True)  # the counts still open
         if cfg.exit_slot > 0:
             self.event("exit_slot", wait=round(exit_slot_wait(self.me, cfg.n, cfg.exit_slot, time.time()), 3))
-        self._flush_log()
         self._write_summary(duration)
         if cfg.upload is not None and not upload_logs(cfg.upload, cfg.log_dir, self.me):
             return EXIT_ERROR
@@ -587,6 +666,7 @@ class Peer:
                 "undelivered": lk.undelivered + lk.pending_frames,
                 "dropped_in": lk.dropped_in,
                 "dropped_out": lk.dropped_out,
+                "noncanonical": lk.noncanonical,
                 "state": lk.state,
             }
             for lk in self.links.values()
@@ -607,6 +687,8 @@ class Peer:
             sent_bytes=sum(lk.bytes_out for lk in self.links.values()),
             links=links,
             errors=self.errors,
+            abandoned=self.abandoned,
+            noncanonical=self.noncanonical,
             exit_reason=self.exit_reason,
             duration=round(duration, 6),
             last_delivery=self._last_delivery,
@@ -614,6 +696,70 @@ class Peer:
         )
         os.close(self._msg_fd)
         os.close(self._ev_fd)
+
+
+class AlreadyFinished(ValueError):
+    """This peer's events log already holds a summary: it finished a run in this log directory."""
+
+
+def holds_summary(path: Path) -> bool:
+    """Does the events log at ``path`` hold a ``summary`` record? Reads only its end."""
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return False
+    with f:
+        size = f.seek(0, os.SEEK_END)
+        start = max(0, size - SUMMARY_TAIL)
+        f.seek(start)
+        tail = f.read()
+        lines = tail.split(b"\n")
+        if start > 0:
+            # The window's first line is cut: look at its start (one summary of a peer with
+            # hundreds of links can be longer than the whole window).
+            lines[0] = _line_start(f, start)
+        for line in lines:
+            if b'"ev":"summary"' in line[:200]:
+                return True
+    return False
+
+
+def _line_start(f, pos: int) -> bytes:
+    """The first bytes of the line that holds file offset ``pos``."""
+    while pos > 0:
+        step = min(SUMMARY_TAIL, pos)
+        f.seek(pos - step)
+        block = f.read(step)
+        nl = block.rfind(b"\n")
+        if nl >= 0:
+            pos = pos - step + nl + 1
+            break
+        pos -= step
+    f.seek(pos)
+    return f.read(200)
+
+
+def _open_log(path: Path) -> int:
+    """Open a log for appending. A torn last line (a killed earlier incarnation) is ended
+    first, so that it stays one bad line and does not swallow our first record."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            os.write(fd, b"\n")
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+async def _read_handshake(reader: asyncio.StreamReader, got: bytearray) -> None:
+    """Read the 4-byte handshake into ``got``, which shows how far it came if it fails."""
+    while len(got) < 4:
+        chunk = await reader.read(4 - len(got))
+        if not chunk:
+            raise asyncio.IncompleteReadError(bytes(got), 4)
+        got += chunk
 
 
 def exit_slot_wait(me: int, n: int, slot: float, now: float) -> float:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 from generator.errors import P2PError
@@ -57,6 +60,41 @@ def _spec_from(args: argparse.Namespace) -> RunSpec:
     return RunSpec.parse(args.topology, args.n, protocol=args.protocol, seed=args.seed, options=opts, faults=faults,
                          params=_params(getattr(args, "param", [])),
                          allow_disconnected=getattr(args, "allow_disconnected", False))
+
+
+def writable_dir_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be created (with its parents) or written in, or None when it can.
+
+    Directories created for the probe are removed again, so a refused command leaves nothing behind.
+    """
+    path = Path(path)
+    created: list[Path] = []
+    try:
+        missing = [d for d in (path, *path.parents) if not d.exists()]
+        for d in reversed(missing):
+            d.mkdir()
+            created.append(d)
+        if not path.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path))
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".p2p-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        return e.strerror or str(e)
+    finally:
+        for d in reversed(created):
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+    return None
+
+
+def check_out_dir(path: Path) -> None:
+    """Refuse an output directory that cannot be created or written, before any work starts."""
+    problem = writable_dir_problem(path)
+    if problem:
+        raise P2PError(f"cannot create/write {path}: {problem}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -211,15 +249,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = runner.run(plan, progress)
     progress.message(f"peers finished in {result.duration:.2f} s")
     if result.failed_peers:
-        progress.message(f"peers with a non-zero exit code: {result.failed_peers}")
-    ok = _analyse(plan.run_dir, plots=not args.no_plots)
-    if not ok or result.failed_peers:
+        progress.message(f"peers with a non-zero exit code: {result.failed_peers} (the analysis says why)")
+    write_exits(plan.run_dir, result)
+    # One contract for every backend (README, "Exit status"): the analysis judges the run,
+    # peers' exit codes included; a non-zero exit that a fault explains is not a failure.
+    explained = _analyse(plan.run_dir, plots=not args.no_plots)
+    if not explained:
         code = EXIT_MISMATCH
     else:
         code = EXIT_LEFTOVERS if result.cleanup_problem else 0
     if result.cleanup_problem:
         print(f"p2p: error: {result.cleanup_problem}", file=sys.stderr)
     return code
+
+
+def write_exits(run_dir: Path, result) -> None:
+    """Keep the peers' exit codes in the run directory, so `p2p analyse` judges them as `p2p run` does."""
+    import json
+
+    data = {"backend": result.backend,
+            "exit_codes": {str(p): code for p, code in sorted(result.exit_codes.items())}}
+    (run_dir / "exits.json").write_text(json.dumps(data, indent=1) + "\n")
 
 
 def choose_runner(backend: str, progress: Progress):
@@ -248,9 +298,9 @@ def _analyse(run_dir: Path, plots: bool) -> bool:
 
     result = run_analysis(run_dir, plots=plots, progress=lambda text: print(text, file=sys.stderr))
     print(format_summary(result))
-    # With faults during the run the prediction is only an upper bound: a shortfall is
-    # the experiment's result (listed in missing.json), not a failure of the testbed.
-    return bool(result.ok) or result.summary.get("prediction") == "upper_bound"
+    # With faults during the run the prediction is only an upper bound: a shortfall that
+    # the faults explain (missing.jsonl names the fault for each) is the experiment's result.
+    return bool(result.summary.get("explained"))
 
 
 def cmd_analyse(args: argparse.Namespace) -> int:
@@ -356,12 +406,43 @@ def cmd_clean(args: argparse.Namespace) -> int:
     return 0
 
 
+# Files `p2p analyse` writes into the run directory (besides plots): checked before analysing.
+_ANALYSIS_OUTPUTS = ("summary.json", "stats.txt", "missing.json", "missing.jsonl", "worldview.json", "worldview",
+                     "report.html")
+
+
+def _preflight(args: argparse.Namespace) -> None:
+    """Refuse an output location that cannot be written before any work starts (no peer started,
+    nothing analysed): --out of run, render, compare and sweep; the run directory of analyse."""
+    out = getattr(args, "out", None)
+    if isinstance(out, Path):
+        check_out_dir(out)
+    if args.command in ("analyse", "analyze") and args.run_dir.is_dir():
+        run_dir = args.run_dir
+        check_out_dir(run_dir)
+        for name in _ANALYSIS_OUTPUTS:
+            target = run_dir / name
+            if name != "worldview" and target.is_dir():
+                raise P2PError(f"cannot create/write {target}: {os.strerror(errno.EISDIR)}")
+            if name == "worldview" and target.exists() and not target.is_dir():
+                raise P2PError(f"cannot create/write {target}: {os.strerror(errno.ENOTDIR)}")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split()) or "unknown error"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _preflight(args)
         return args.func(args)
     except P2PError as e:
         print(f"p2p: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as e:  # backstop: a file that could not be read or written, as one line
+        where = f"{e.filename}: " if e.filename is not None else ""
+        print(f"p2p: error: {_one_line(where + (e.strerror or str(e)))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("p2p: interrupted", file=sys.stderr)

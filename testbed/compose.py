@@ -45,8 +45,8 @@ from generator.render import (
     write_env,
 )
 from generator.spec import RunSpec
-from testbed.base import Progress, RunnerError, RunPlan, RunResult, Runner, prepare_run, read_progress
-from testbed.faults import FaultScheduler
+from testbed.base import DeliveryCounter, Progress, RunnerError, RunPlan, RunResult, Runner, prepare_run, read_progress
+from testbed.faults import FAULT_POLL, FaultScheduler
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUILD_SCRIPT = REPO_ROOT / "docker" / "build-image.sh"
@@ -709,8 +709,12 @@ class ComposeRunner(Runner):
               watch: ContainerWatch) -> None:
         n = len(plan.peers)
         ids = [p.id for p in plan.peers]
-        faults = FaultScheduler(tuple(f for f in plan.spec.faults if not f.at_start), plan.run_dir,
-                                _ContainerDriver(self, plan.run_id), progress.message)
+        faults = FaultScheduler(plan.spec.faults, plan.run_dir, _ContainerDriver(self, plan.run_id), progress.message)
+        for p in sorted({p for f in plan.spec.faults if f.at_start for p in f.peers}):
+            faults.due_at_start(p, running=False)  # never started (see _run): only recorded
+        # While a delivery-triggered fault is pending: the message logs' lines, counted often.
+        counter = DeliveryCounter(plan.log_dir, ids)
+        fast_poll = max(FAULT_POLL, n * 1e-5)
         go: float | None = None  # when the start barrier fell: the fault timeline's zero
         up_deadline = t0 + UP_TIMEOUT + UP_TIMEOUT_PER_PEER * n
         run_deadline: float | None = None
@@ -735,6 +739,7 @@ class ComposeRunner(Runner):
                 self.timings["all_started"] = now - t0
                 (plan.log_dir / START_FILE).touch()  # the start barrier: every peer may dial now
                 go = now
+                faults.start_clock(go)
             if rc == 0 and len(exited) >= n:
                 states = watch.states(now, force=True)  # events said so; a listing confirms
                 if sum(s in EXITED_STATES for s in states.values()) >= n:
@@ -763,7 +768,7 @@ class ComposeRunner(Runner):
                     "network end at once (moby/moby#46661); if `docker ps` hangs, restart the Docker daemon"
                 )
             if go is not None and not faults.done:
-                faults.poll(now - go, delivered)
+                faults.poll(delivered=counter.count() if faults.needs_deliveries else max(delivered, counter.lines))
             running = sum(s == "running" for s in states.values())
             # Progress is a delivery or an exit: peers waiting for their exit slots are done, not stuck.
             if (delivered, len(exited)) != last_seen:
@@ -782,7 +787,19 @@ class ComposeRunner(Runner):
                 f"compose {plan.spec.name}: {started}/{n} started, {running} running, {len(exited)} exited, "
                 f"{delivered:,} deliveries, {now - t0:.1f} s"
             )
-            time.sleep(self.poll)
+            # Until the next look at the containers: a pending delivery trigger is checked
+            # every fast_poll against the message logs, a time trigger when it is due.
+            wake = time.monotonic() + self.poll
+            while go is not None and not faults.done and (left := wake - time.monotonic()) > 0:
+                due = faults.next_due()
+                if faults.needs_deliveries:
+                    time.sleep(min(fast_poll, left, due if due is not None else left))
+                elif due is not None and due < left:
+                    time.sleep(due)
+                else:
+                    break
+                faults.poll(delivered=counter.count() if faults.needs_deliveries else max(delivered, counter.lines))
+            time.sleep(max(0.0, wake - time.monotonic()))
 
     def _cleanup(self, plan: RunPlan, base: list[str] | None, up: subprocess.Popen | None, log: Path,
                  progress: Progress) -> str | None:

@@ -3,26 +3,38 @@
 The runner binds each peer's listening socket itself (port 0, so the OS picks a
 free port) and hands it to the child: no port can be taken between choosing and
 listening, and every neighbour address is known before any peer starts.
+
+The peers go with the runner: SIGTERM stops them as Ctrl-C does, and on Linux each peer
+gets SIGKILL when the runner dies however it dies (PR_SET_PDEATHSIG), paused or not.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import random
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import peer as peer_package
-from testbed.base import PeerPlan, Progress, RunnerError, RunPlan, RunResult, Runner, read_progress
-from testbed.faults import FaultScheduler
+from testbed.base import (
+    DeliveryCounter, ListenWatch, PeerPlan, Progress, RunnerError, RunPlan, RunResult, Runner, read_progress,
+)
+from testbed.faults import FAULT_POLL, FaultScheduler
 
 # The directory that holds the ``peer`` package, so ``python -m peer`` works from any cwd.
 PEER_ROOT = str(Path(peer_package.__file__).resolve().parent.parent)
 STOP_GRACE = 5.0
+# Every started peer must have listened within this long after the last was spawned.
+UP_TIMEOUT = 30.0
+UP_TIMEOUT_PER_PEER = 0.1
 
 
 class LocalRunner(Runner):
@@ -41,6 +53,10 @@ class LocalRunner(Runner):
         self.order_seed = order_seed
 
     def run(self, plan: RunPlan, progress: Progress) -> RunResult:
+        with _sigterm_interrupts():  # `kill`/`timeout` clean up like Ctrl-C
+            return self._run(plan, progress)
+
+    def _run(self, plan: RunPlan, progress: Progress) -> RunResult:
         n = plan.spec.n
         sockets = [_listening_socket() for _ in range(n)]
         ports = {p: s.getsockname()[1] for p, s in enumerate(sockets)}
@@ -53,6 +69,10 @@ class LocalRunner(Runner):
         started = time.monotonic()
         driver = _SignalDriver(self, plan, procs, ports, env)
         faults = FaultScheduler(plan.spec.faults, plan.run_dir, driver, progress.message)
+        gone = {p for f in plan.spec.faults if f.at_start for p in f.peers}
+        # The fault clock starts once every started peer listens (fault runs only).
+        listen = ListenWatch(plan.log_dir, [p.id for p in plan.peers if p.id not in gone]) if plan.spec.faults else None
+        counter = DeliveryCounter(plan.log_dir, [p.id for p in plan.peers])
         try:
             order = list(plan.peers)
             if self.order_seed is not None:
@@ -64,25 +84,50 @@ class LocalRunner(Runner):
                 sockets[peer.id].close()  # the child holds its own copy
                 faults.due_at_start(peer.id)
                 progress.update(f"local: started {len(procs)}/{n} peers")
+            spawned = time.monotonic()
+            up_deadline = spawned + UP_TIMEOUT + UP_TIMEOUT_PER_PEER * n
             deadline = started + plan.spec.options.max_runtime_for(plan.spec.n) + 30
+            delivered, shown = 0, float("-inf")
             while True:
                 alive = [p for p, proc in procs.items() if proc.poll() is None]
                 if not alive:
                     break
-                if time.monotonic() > deadline:
+                now = time.monotonic()
+                if now > deadline:
                     raise RunnerError(f"peers {alive[:10]} still running after the run deadline; stopped them")
-                finished, delivered = read_progress(plan.log_dir, n)
-                faults.poll(time.monotonic() - started, delivered)
-                progress.update(
-                    f"local {plan.spec.name}: {n - len(alive)}/{n} peers exited, {delivered:,} deliveries, "
-                    f"{time.monotonic() - started:.1f} s"
-                )
-                time.sleep(self.poll)
+                if listen is not None and not faults.started:
+                    waiting = self._still_coming_up(plan, procs, listen, progress)
+                    if not waiting:
+                        faults.start_clock()
+                    elif now > up_deadline:
+                        raise RunnerError(
+                            f"peers {waiting[:10]}{'...' if len(waiting) > 10 else ''} never came up (no `listen` "
+                            f"event within {up_deadline - spawned:.0f} s); the fault clock cannot start. "
+                            f"See {plan.log_dir}/<id>.stderr.txt"
+                        )
+                if now - shown >= self.poll:
+                    shown = now
+                    finished, delivered = read_progress(plan.log_dir, n)
+                    progress.update(
+                        f"local {plan.spec.name}: {n - len(alive)}/{n} peers exited, {delivered:,} deliveries, "
+                        f"{now - started:.1f} s"
+                    )
+                fast = faults.started and faults.needs_deliveries
+                if faults.started and not faults.done:
+                    # While a delivery trigger is pending, count the message logs themselves:
+                    # the event logs' progress records lag by up to 100 ms per peer.
+                    faults.poll(delivered=counter.count() if fast else max(delivered, counter.lines))
+                    fast = faults.needs_deliveries
+                # Reading n files takes a while for a thousand peers: look less often then.
+                pause = max(FAULT_POLL, n * 1e-5) if fast or (listen is not None and not faults.started) else self.poll
+                due = faults.next_due()
+                time.sleep(min(pause, due) if due is not None else pause)
         finally:
             for s in sockets:
                 s.close()
-            driver.resume_all()  # a frozen peer cannot handle SIGTERM
-            _stop(procs)
+            with _signals_ignored():  # let the peers be stopped even on a second Ctrl-C / SIGTERM
+                driver.resume_all()  # a frozen peer cannot handle SIGTERM
+                _stop(procs)
             progress.done()
         return RunResult(
             exit_codes={p: proc.returncode for p, proc in procs.items()},
@@ -90,6 +135,21 @@ class LocalRunner(Runner):
             backend=self.name,
         )
 
+    @staticmethod
+    def _still_coming_up(plan: RunPlan, procs: dict[int, subprocess.Popen], listen: ListenWatch,
+                         progress: Progress) -> list[int]:
+        """Peers not yet listening. One that exited first (crashed, killed from outside) will
+        never listen: it is said and no longer waited for."""
+        waiting = listen.waiting()
+        if any(procs[p].poll() is not None for p in waiting):
+            waiting = listen.waiting()  # it may have listened (and ended) since we looked
+            dead = [p for p in waiting if procs[p].poll() is not None]
+            if dead:
+                listen.forget(dead)
+                progress.message(f"local: peers {dead} exited before they listened (see {plan.log_dir}/"
+                                 "<id>.stderr.txt); the fault clock starts without them")
+                waiting = [p for p in waiting if p not in dead]
+        return waiting
 
     def _spawn(self, plan: RunPlan, peer: PeerPlan, sock: socket.socket, ports: dict[int, int],
                env: dict[str, str]) -> subprocess.Popen:
@@ -99,7 +159,7 @@ class LocalRunner(Runner):
             try:
                 return subprocess.Popen(
                     cmd, pass_fds=(sock.fileno(),), env=env, stdin=subprocess.DEVNULL,
-                    stdout=stderr, stderr=stderr, start_new_session=True,
+                    stdout=stderr, stderr=stderr, start_new_session=True, preexec_fn=_die_with_parent(),
                 )
             except OSError as e:
                 raise RunnerError(f"cannot start peer {peer.id}: {e}") from e
@@ -143,6 +203,66 @@ class _SignalDriver:
             self.procs[peer] = self.runner._spawn(self.plan, plan_peer, sock, self.ports, self.env)
         finally:
             sock.close()
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """While peers run, SIGTERM (``kill``, ``timeout``) raises KeyboardInterrupt, so the run
+    stops its peers as on Ctrl-C; the previous handler is back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread can set handlers
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    old = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+@contextlib.contextmanager
+def _signals_ignored() -> Iterator[None]:
+    """Ignore Ctrl-C and SIGTERM while the peers are being stopped (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int | None = None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child die (SIGKILL) when the runner dies, even by
+    SIGKILL, and even while the child is stopped (SIGSTOP): Linux ``prctl(PR_SET_PDEATHSIG)``.
+
+    The signal comes when the *thread* that forked the child ends; peers are started (and
+    restarted) by the thread running the run, which outlives them. None where prctl is
+    unavailable (not Linux): there a SIGKILLed runner still orphans its peers.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    parent = os.getpid() if parent is None else parent  # the runner (tests pass another pid)
+
+    def preexec() -> None:
+        if prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0 and os.getppid() != parent:
+            os._exit(1)  # the runner died before the death signal was armed
+
+    return preexec
 
 
 def _listening_socket(port: int = 0) -> socket.socket:

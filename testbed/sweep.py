@@ -199,7 +199,10 @@ def run_sweep(
     if sweep_dir is None:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         sweep_dir = Path(out) / f"sweep-{stamp}"
-    sweep_dir.mkdir(parents=True, exist_ok=False)
+    try:
+        sweep_dir.mkdir(parents=True, exist_ok=False)
+    except OSError as e:
+        raise P2PError(f"cannot create/write {sweep_dir}: {e.strerror or e}") from e
     rows: list[dict[str, Any]] = []
     started = time.monotonic()
     for i, cell in enumerate(cells, 1):
@@ -378,8 +381,11 @@ def draw_sweep(rows: list[dict[str, Any]]):
 
 def _atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    except OSError as e:
+        raise P2PError(f"cannot create/write {path}: {e.strerror or e}") from e
 
 
 # ---- CLI -----------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import os
 import socket
 import time
 
@@ -150,40 +151,52 @@ def test_a_neighbour_that_stops_reading_is_dropped_not_buffered_forever(tmp_path
     assert summary["links"]["2"]["bytes_out"] <= (1 << 20) + 8 * 1024 * 1024
 
 
-async def log_batch_run(tmp_path, frames):
-    """Fake 0 sends ``frames`` copies of its message, waits until peer 1's log shows them, then one more."""
+async def log_before_forward_run(tmp_path, rounds):
+    """Line 0-1-2, peer 1 real: each frame fake 0 sends comes out at fake 2, which then looks
+    at peer 1's log. Returns the line counts fake 2 saw, one per forward it read."""
+    seen_lines = []
+    log = tmp_path / "1.txt"
+
+    async def fake2(reader, writer):
+        await reader.readexactly(4)
+        await read_frames(reader, 1)  # peer 1's own message
+        writer.write(encode_frame(encode_payload(2, [2])))
+        await writer.drain()
+        for _ in range(rounds):
+            await read_frames(reader, 1)  # 0's message forwarded by 1: logged by then?
+            seen_lines.append(log.read_bytes().count(b"\n") if log.exists() else 0)
+        await reader.read()
+        writer.close()
+
+    server2 = await asyncio.start_server(fake2, "127.0.0.1", 0)
     sock1 = listening_socket()
     port1 = sock1.getsockname()[1]
-    peer = make_peer(tmp_path, 1, 2, {0: ("127.0.0.1", 0)}, sock1, expect=frames + 1, idle=30)
+    peer = make_peer(tmp_path, 1, 3, {0: ("127.0.0.1", 0), 2: ("127.0.0.1", server2.sockets[0].getsockname()[1])},
+                     sock1, expect=rounds + 1, idle=30)
     run = asyncio.create_task(peer.run())
-    reader, writer = await asyncio.open_connection("127.0.0.1", port1)
-    one = encode_frame(encode_payload(0, [0]))
-    writer.write(encode_handshake(0) + one * frames)
-    await writer.drain()
-    log = tmp_path / "1.txt"
-    deadline = time.monotonic() + 10
-    while not (log.exists() and log.stat().st_size) and time.monotonic() < deadline and not run.done():
-        await asyncio.sleep(0.02)
-    lines_while_running = len(log.read_bytes().splitlines()) if log.exists() else 0
-    running = not run.done()
-    writer.write(one)
-    await writer.drain()
+    reader0, writer0 = await asyncio.open_connection("127.0.0.1", port1)
+    writer0.write(encode_handshake(0))
+    await read_frames(reader0, 2)  # peer 1's own message and 2's, forwarded: every link is up
+    for i in range(rounds):
+        writer0.write(encode_frame(encode_payload(0, [0])))
+        await writer0.drain()
+        while len(seen_lines) <= i and not run.done():  # fake 2 got the forward
+            await asyncio.sleep(0.005)
     code = await asyncio.wait_for(run, 10)
-    writer.close()
-    return code, running, lines_while_running, len(log.read_bytes().splitlines())
+    writer0.close()
+    server2.close()
+    return code, seen_lines
 
 
-def test_the_received_log_is_written_in_bounded_batches_while_the_peer_runs(tmp_path):
-    from peer.node import LOG_FLUSH_BYTES, LOG_FLUSH_LINES
-
-    frame_bytes = len(encode_frame(encode_payload(0, [0])))
-    frames = LOG_FLUSH_BYTES // frame_bytes + 100
-    assert frames < LOG_FLUSH_LINES  # only the byte bound can trigger the batch
-    code, running, lines_while_running, lines_at_end = asyncio.run(log_batch_run(tmp_path, frames))
-    assert code == 0 and running
-    # The byte bound sent a batch to the file before the peer's end, not all of it at the end.
-    assert lines_while_running >= LOG_FLUSH_BYTES // frame_bytes
-    assert lines_at_end == frames + 1
+def test_a_received_message_is_logged_before_its_forwards_go_out(tmp_path):
+    # Received lines used to wait for the next monitor tick (0.1 s) while the forwards left at
+    # once: a peer killed in between had sent frames its own log never showed.
+    rounds = 20
+    code, seen_lines = asyncio.run(log_before_forward_run(tmp_path, rounds))
+    assert code == 0
+    # When fake 2 read the forward of 0's (i+1)-th frame, peer 1's log held 2's message and i+1 of 0's.
+    assert seen_lines == [i + 2 for i in range(rounds)]
+    assert (tmp_path / "1.txt").read_bytes() == b'{"id":2,"hops":[2]}\n' + b'{"id":0,"hops":[0]}\n' * rounds
 
 
 async def lost_link_run(tmp_path, late_frames, link_deadline):
@@ -398,3 +411,29 @@ def test_sigterm_cuts_the_exit_slot_wait_short(tmp_path, own_signal_handlers):
     code, _ = asyncio.run(exit_slot_run(tmp_path, signal_after=0.3))
     assert code == 0
     assert time.monotonic() - started < 0.9
+
+
+def test_a_redialed_link_gets_its_new_deadline_at_once(tmp_path):
+    # --redial (restart runs): a link that drops is dialed again with a full deadline. That
+    # deadline must hold from the drop on, not from when the dial task first runs: a monitor
+    # tick in between used to find the link "waiting" since the run's start and fail it.
+    async def scenario():
+        peer = make_peer(tmp_path, 0, 2, {1: ("127.0.0.1", 9)}, listening_socket(), redial=True, link_deadline=2)
+        link = peer.links[1]
+        link.state, link.frames_in = "up", 1
+        link.waiting_since = time.monotonic() - 100  # dialed long ago
+        reader = asyncio.StreamReader()
+        reader.feed_eof()  # the neighbour ended the link
+        await peer._read_loop(link, reader)
+        # No await since: the new dial task has not run yet, as when a tick comes first.
+        state, waited = link.state, time.monotonic() - link.waiting_since
+        peer._finish("test")
+        for task in list(peer._tasks):
+            task.cancel()
+        await asyncio.gather(*peer._tasks, return_exceptions=True)
+        os.close(peer._msg_fd)
+        os.close(peer._ev_fd)
+        return state, waited
+
+    state, waited = asyncio.run(scenario())
+    assert state == "waiting" and waited < 1.0

@@ -68,3 +68,30 @@ def test_parser_never_crashes_on_garbage(data):
     except FrameError:
         return
     assert 0 <= author < 10 and hops[0] == author and len(set(hops)) == len(hops)
+
+
+HUGE = b"9" * 5000  # beyond Python's int() limit of 4300 digits (a ValueError, not a FrameError)
+
+
+@pytest.mark.parametrize("payload,reason", [
+    (b'{"id":' + HUGE + b',"hops":[1]}', "bad_id"),
+    (b'{"id":1,"hops":[1,' + HUGE + b']}', "bad_hops"),
+    (b'{"id":1,"hops":[' + HUGE + b',1]}', "bad_hops"),
+    (b'{"id": ' + HUGE + b', "hops": [1]}', "bad_id"),
+    (b'{"id": 1, "hops": [1, ' + HUGE + b']}', "bad_hops"),
+    (b'{"id": 1, "hops": [1, -' + HUGE + b']}', "bad_hops"),
+    (b'{"id": 1, "hops": [1, [' + HUGE + b']]}', "bad_hops"),
+    (b'{"id":1,"hops":[1],"x":' + HUGE + b'}', "bad_type"),
+    (b'{"id":12,"hops":[12]}', "bad_id"),  # more digits than n - 1 = 4
+    (b'{"id":1,"hops":[1,10]}', "bad_hops"),
+])
+def test_ids_longer_than_any_peer_id_are_rejected_before_int(payload, reason):
+    with pytest.raises(FrameError) as e:
+        parse_payload(payload, 5)
+    assert e.value.reason == reason
+
+
+def test_the_digit_bound_still_accepts_the_largest_id():
+    assert parse_payload(b'{"id":999,"hops":[999,0]}', 1000) == (999, [999, 0], True)
+    assert parse_payload(b'{"id": 999, "hops": [999, 0]}', 1000) == (999, [999, 0], False)
+    assert parse_payload(b'{"id": -0, "hops": [0]}', 1) == (0, [0], False)  # as json.loads reads it

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from analysis.missing import read_listing
 from analysis.stats import analyse
 from generator.faults import Fault
 from generator.spec import PeerOptions, RunSpec
@@ -44,7 +45,12 @@ def test_container_killed_mid_run_lists_the_missing_deliveries(runner, run_ids, 
     assert s["prediction"] == "upper_bound"
     assert 3_000 <= s["deliveries"] < s["expected_deliveries"] == 109_592
     assert s["missing_deliveries"] == s["expected_deliveries"] - s["deliveries"]
-    missing = json.loads((plan.run_dir / "missing.json").read_text())
+    index = json.loads((plan.run_dir / "missing.json").read_text())
+    listing = read_listing(plan.run_dir)
+    missing = {"missing": [m for m in listing if m["kind"] == "missing"]}
+    # Every one is listed and explained by the kill of peer 3.
+    assert len(missing["missing"]) == index["missing_count"] == s["missing_deliveries"]
+    assert {m["explained_by"] for m in missing["missing"]} == {f for f in s["faults"] if f.startswith("kill:3")}
     assert all(3 in m["path"] for m in missing["missing"])
     assert result.exit_codes[3] == 137  # SIGKILL
 

@@ -70,7 +70,15 @@ def test_analysis_lists_exactly_the_deliveries_a_mid_run_kill_lost(tmp_path):
     assert s["missing_deliveries"] == s["expected_deliveries"] - s["deliveries"] > 0
     assert s["unexpected_deliveries"] == 0
     import json
-    missing = json.loads((plan.run_dir / "missing.json").read_text())
+
+    from analysis.missing import read_listing
+
+    index = json.loads((plan.run_dir / "missing.json").read_text())
+    listing = read_listing(plan.run_dir)
+    missing = {"missing": [m for m in listing if m["kind"] == "missing"]}
+    # Every one is listed and explained by the kill of peer 3.
+    assert len(missing["missing"]) == index["missing_count"] == s["missing_deliveries"]
+    assert {m["explained_by"] for m in missing["missing"]} == {f for f in s["faults"] if f.startswith("kill:3")}
     # Every missing delivery is a simple path of the mesh; paths through the killed peer dominate.
     assert all(len(set(m["path"])) == len(m["path"]) and m["path"][0] == m["author"] for m in missing["missing"])
     assert all(3 in m["path"] for m in missing["missing"])
