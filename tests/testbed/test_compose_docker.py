@@ -91,6 +91,17 @@ def test_plain_docker_compose_up(runner, run_ids, tmp_path):
         latest = tmp_path / "runs" / "latest"
         assert os.readlink(latest) == run_id
         assert_exact(latest / "logs", spec)
+        # A second plain `up` of the same file must not append to this run's logs: every peer
+        # refuses, naming its events log, and the logs stay exactly those of the first run.
+        before = {p.name: p.read_bytes() for p in (latest / "logs").glob("*.txt")}
+        again = subprocess.run(["docker", "compose", "up"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                               timeout=300)
+        assert "already holds a summary record" in again.stdout + again.stderr
+        codes = [c.attrs["State"]["ExitCode"]
+                 for c in runner.client.containers.list(all=True, filters={"label": f"p2p.run={run_id}"})]
+        assert codes == [1] * spec.n
+        assert {p.name: p.read_bytes() for p in (latest / "logs").glob("*.txt")} == before
+        assert_exact(latest / "logs", spec)
     finally:
         subprocess.run(["docker", "compose", "down", "-v"], cwd=tmp_path, env=env, capture_output=True, timeout=300)
     assert list_labelled(runner.client, run_id) == []
