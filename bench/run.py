@@ -116,6 +116,7 @@ def main() -> int:
         mesh9 = sorted(runs_root.glob("mesh-9-*"))[-1]
         results["analysis"] = run_script("bench_analysis.py", [str(mesh9)])
     results["peer_memory"] = run_script("peer_memory.py", ["--n", "1000"])
+    results["fault_trigger"] = run_script("fault_trigger.py", ["--repeats", "3"])
     if not args.skip_compose and docker_available():
         sizes = [int(x) for x in args.compose_sizes.split(",") if x]
         small, large = [n for n in sizes if n <= 200], [n for n in sizes if n > 200]
@@ -135,7 +136,8 @@ def main() -> int:
     print(f"\nresults written to {out.relative_to(ROOT)}")
     print(json.dumps({k: v for k, v in results.items() if k != "local"}, indent=2))
     exact = all(r["exact"] for r in results["local"] + results["cycle_local"])
-    return 0 if exact and (results["peer_memory"] or {}).get("exact") else 1
+    others = all((results[k] or {}).get("exact") for k in ("peer_memory", "fault_trigger"))
+    return 0 if exact and others else 1
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ PROTOCOLS = tuple(_PROTOCOL_CLASSES)
 # Protocol parameters and their defaults (all positive integers), e.g. {"gossip": {"fanout": 2}}.
 PROTOCOL_PARAMS: dict[str, dict[str, int]] = {name: dict(cls.params) for name, cls in _PROTOCOL_CLASSES.items()}
 DEFAULT_PORT = 7000
+DRAWS_FOR_CONNECTED = 20
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,24 @@ class RunSpec:
             raise SpecError(f"unknown topology {self.topology!r}; known: {', '.join(sorted(FAMILIES))}")
         object.__setattr__(self, "params", self._normalise_params(fam))
         if self.seed is None and (fam.random or _PROTOCOL_CLASSES[self.protocol].uses_seed):
-            object.__setattr__(self, "seed", secrets.randbelow(2**31))
+            object.__setattr__(self, "seed", self._draw_seed(fam))
+
+    def _draw_seed(self, fam) -> int:
+        """A seed for a spec that has none. For a random family that must be connected, a
+        seed whose graph is (a few draws): the user asked for a connected er-12, not for one
+        run in a hundred to fail on a seed they never chose. A given seed is never changed."""
+        seed = secrets.randbelow(2**31)
+        if not fam.random or self.allow_disconnected:
+            return seed
+        for _ in range(DRAWS_FOR_CONNECTED - 1):
+            try:
+                build_graph(self.topology, self.n, seed=seed, params=self.topology_params())
+                return seed
+            except TopologyError as e:
+                if "not connected" not in str(e):
+                    raise
+            seed = secrets.randbelow(2**31)
+        return seed  # the graph itself then says why it cannot be connected
 
     def _normalise_params(self, fam) -> tuple[tuple[str, Any], ...]:
         raw = self.params

@@ -340,3 +340,14 @@ def test_runspec_allow_disconnected():
     spec = RunSpec.parse("er:p=0.02", 30, seed=1, allow_disconnected=True)
     assert not nx.is_connected(spec.graph())
     assert RunSpec.from_dict(json.loads(spec.to_json())) == spec
+
+
+def test_a_drawn_seed_gives_a_connected_graph_when_one_is_asked_for():
+    # er-12 with p=0.3 is disconnected for about one seed in four: a drawn seed must not be one.
+    for _ in range(40):
+        spec = RunSpec.parse("er:p=0.3", 12)
+        assert nx.is_connected(spec.graph())
+    # A seed the user gave is never replaced.
+    bad = next(s for s in range(1000) if not nx.is_connected(nx.gnp_random_graph(12, 0.3, seed=s)))
+    spec = RunSpec.parse("er:p=0.3", 12, seed=bad, allow_disconnected=True)
+    assert spec.seed == bad
