@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from analysis._util import AnalysisError
-from analysis.stats import Analysis, analyse, format_summary
+from analysis.model import Analysis
+from analysis.stats import analyse
+from analysis.text import format_summary
 
 __all__ = ["Analysis", "AnalysisError", "analyse", "format_summary", "run_analysis"]
 

@@ -288,7 +288,7 @@ def draw_comparison(rows: list[dict[str, Any]]):
     from matplotlib.patches import Patch
     from matplotlib.ticker import EngFormatter
 
-    from analysis.plots import _figure
+    from analysis.plots import figure
 
     k = len(rows)
     width = min(24.0, max(10.0, 3.0 + 1.3 * k))
@@ -297,7 +297,7 @@ def draw_comparison(rows: list[dict[str, Any]]):
     legend_lines = -(-k // cols)
     legend_h = 0.3 + 0.19 * legend_lines
     height = 7.8 + legend_h
-    fig = _figure(width, height)
+    fig = figure(width, height)
     left, right, top_in, bottom_in = 0.75, 0.2, 0.75, 0.55 + legend_h
     axes = fig.subplots(2, 2, gridspec_kw={
         "hspace": 0.5, "wspace": 0.16, "left": left / width, "right": 1 - right / width,

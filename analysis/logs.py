@@ -1,4 +1,4 @@
-"""Readers for a run's logs (docs/run-directory.md, DESIGN.md §4).
+"""Readers for a run's logs (docs/run-directory.md, docs/design.md "Logs").
 
 Per peer id ``p`` a log directory may hold
 
@@ -97,7 +97,7 @@ class MessageLog:
     by_sender: dict[int, list[int]] = field(default_factory=dict)
     # author -> messages received that it authored
     by_author: dict[int, int] = field(default_factory=dict)
-    # undirected edges (a < b) of this peer's world view (DESIGN.md §5)
+    # undirected edges (a < b) of this peer's world view (docs/design.md "World view")
     view: set[tuple[int, int]] = field(default_factory=set)
     max_id: int = -1
     lines_read: int = 0

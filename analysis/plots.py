@@ -31,7 +31,7 @@ from analysis._util import atomic_write, fmt_bytes, fmt_int
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from analysis.stats import Analysis
+    from analysis.model import Analysis
 
 Edge = tuple[int, int]
 
@@ -107,7 +107,7 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
 
 
-def _figure(w: float, h: float) -> Figure:
+def figure(w: float, h: float) -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -402,7 +402,7 @@ def draw_traffic(analysis: Analysis) -> Figure:
     show_bar = bool(carried) and vmax - vmin >= 0.1 * vmax
     fig_w, fig_h = (side + 1.3, side + 0.5) if show_bar else (side + 0.2, side + 0.5)
     ax_w, ax_h = (0.80 if show_bar else 0.96), 0.86
-    fig = _figure(fig_w, fig_h)
+    fig = figure(fig_w, fig_h)
     ax = fig.add_axes((0.02, 0.02, ax_w, ax_h))
     diam, font = _node_style(n, side)
     label_font = 8.0 if n <= 10 else 7.0 if n <= 30 else 6.0
@@ -508,7 +508,7 @@ def draw_pair_bars(analysis: Analysis) -> Figure:
             expected.append((fa.bytes if fa else 0) + (fb.bytes if fb else 0))
     k = len(pairs)
     width = min(30.0, max(6.5, 1.2 + 0.28 * k))
-    fig = _figure(width, 4.8)
+    fig = figure(width, 4.8)
     left = 0.95 / width
     ax = fig.add_axes((left, 0.22, 1 - left - 0.25 / width, 0.66))
     true = {(min(a, b), max(a, b)) for a, b in analysis.graph.edges}
@@ -547,7 +547,7 @@ def draw_timeline(analysis: Analysis) -> Figure | None:
     if not series:
         return None
     n = analysis.n
-    fig = _figure(8.5, 4.8)
+    fig = figure(8.5, 4.8)
     ax = fig.add_axes((0.1, 0.12, 0.72 if n > 10 else 0.74, 0.72))
     from matplotlib import colormaps
 
@@ -608,7 +608,7 @@ def draw_worldview(analysis: Analysis, peer: int, pos: dict[int, tuple[float, fl
         ang = 2 * math.pi * (k + 0.5) / len(outsiders)
         pos[x] = (1.35 * math.cos(ang), 1.35 * math.sin(ang))
     side = _graph_size(n) * 0.85
-    fig = _figure(side, side + 0.6)
+    fig = figure(side, side + 0.6)
     ax = fig.add_axes((0.03, 0.08, 0.94, 0.8))
     _setup_graph_axes(ax, pos, 0.18)
     diam, font = _node_style(n, side)

@@ -11,7 +11,7 @@ import jinja2
 from analysis._util import atomic_write, fmt_bytes, fmt_int, fmt_seconds
 
 if TYPE_CHECKING:
-    from analysis.stats import Analysis
+    from analysis.model import Analysis
 
 MAX_EDGE_ROWS = 2000
 MAX_PROBLEM_ROWS = 500
@@ -86,7 +86,7 @@ _TEMPLATE = """<!DOCTYPE html>
 {% if notes %}<ul class="muted">{% for n in notes %}<li>{{ n }}</li>{% endfor %}</ul>{% endif %}
 
 <h2>World views</h2>
-<p class="muted">Peer p's world view is the graph on the hop lists it received (DESIGN.md §5).
+<p class="muted">Peer p's world view is the graph on the hop lists it received (docs/design.md, "World view").
 Dashed grey: in the topology but not seen; red: seen but not in the topology.
 {% if html_links %}Interactive pages (open offline, drag nodes, hover links to neighbours for bytes in/out):{% endif %}</p>
 {% if html_links %}<p>{% for l in html_links %}<a href="{{ l.href }}">peer {{ l.peer }}</a>{% if not loop.last %} · {% endif %}{% endfor %}</p>{% endif %}
@@ -139,7 +139,7 @@ def _uri(data: bytes) -> str:
 
 def render_report(analysis: Analysis, images: list[Path] | None = None) -> str:
     """The report page. ``images`` are the PNG files to embed (None: none, e.g. plots off)."""
-    from analysis.stats import _problem_lines, _verdict
+    from analysis.text import problem_lines, verdict_text
 
     s = analysis.summary
     run_dir = analysis.run_dir
@@ -166,8 +166,8 @@ def render_report(analysis: Analysis, images: list[Path] | None = None) -> str:
     main_imgs.sort(key=lambda i: order.get(i["name"], 1))
     views.sort(key=lambda v: v["peer"])
     view_html.sort(key=lambda v: v["peer"])
-    problems = _problem_lines(s, None)
-    verdict = _verdict(s)
+    problems = problem_lines(s, None)
+    verdict = verdict_text(s)
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     tpl = env.from_string(_TEMPLATE)
 

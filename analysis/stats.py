@@ -20,52 +20,51 @@ import networkx as nx
 
 from analysis import logs as L
 from analysis.explain import FaultContext, fault_context
-from analysis._util import AnalysisError, atomic_write, dump_json, fmt_bytes, fmt_int, fmt_seconds, table
+from analysis.model import Analysis, Edge
+from analysis.text import format_summary  # noqa: F401 - re-exported: the public entry
+from analysis._util import AnalysisError, fmt_int
 from generator.errors import P2PError
 from generator.predict import Flow, Prediction, PredictionTooLarge, predict, with_restarts
 from generator.spec import RunSpec
 from generator.topologies import FAMILIES, build_graph
 
-Edge = tuple[int, int]
 PREDICTION_CAP = 1_000_000  # path enumeration budget (at least 4x the deliveries observed)
 
 
-@dataclass(frozen=True)
-class Analysis:
-    """The result of analysing one run. ``summary`` is exactly what summary.json holds."""
+@dataclass
+class _Work:
+    """What the stages of ``analyse`` hand on to each other (filled in stage by stage)."""
 
     run_dir: Path
     log_dir: Path
-    summary: dict[str, Any]
+    found: L.LogDir
     spec: RunSpec | None
-    graph: nx.Graph  # the true topology (from the spec), or the inferred one
-    prediction: Prediction | None
-    observed: dict[Edge, Flow]  # directed edge (sender, receiver) -> frames, bytes
-    views: dict[int, frozenset[Edge]]  # peer -> undirected edges (a < b) of its world view
-    timeline: dict[int, list[tuple[float, int]]]  # peer -> (seconds since run start, cumulative recv)
-    notes: list[str] = field(default_factory=list)  # what was skipped, and why
-    files: list[Path] = field(default_factory=list)  # output files written so far
+    inferred: list[str] = field(default_factory=list)  # facts taken from the logs rather than a spec
+    notes: list[str] = field(default_factory=list)  # about the prediction
+    problems: list[L.LogProblem] = field(default_factory=list)
+    n: int | None = None
+    ids: list[int] = field(default_factory=list)
+    peers: dict[int, L.PeerLogs] = field(default_factory=dict)
+    protocol: str = "v1"
+    graph: nx.Graph | None = None
+    topology: str = "unknown"
+    ctx: FaultContext = field(default_factory=FaultContext)
+    prediction: Prediction | None = None
+    prediction_kind: str | None = None
+    deliveries_only: int | None = None  # exact deliveries when nothing else is predicted (flood)
+    pgraph: nx.Graph | None = None  # the graph the prediction was made on
+    observed: dict[Edge, Flow] = field(default_factory=dict)
+    edges: list[dict[str, Any]] = field(default_factory=list)
+    views: dict[int, frozenset[Edge]] = field(default_factory=dict)
+    diffs: dict = field(default_factory=dict)
+    peer_rows: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    link_failures: list[dict[str, Any]] = field(default_factory=list)
+    disagreements: list[dict[str, Any]] = field(default_factory=list)
 
     @property
-    def ok(self) -> bool:
-        return bool(self.summary["ok"])
-
-    @property
-    def run_id(self) -> str:
-        return self.summary["run_id"]
-
-    @property
-    def topology(self) -> str:
-        return self.summary["topology"]
-
-    @property
-    def n(self) -> int:
-        return self.summary["n"]
-
-    @property
-    def name(self) -> str:
-        """``mesh-5`` style label."""
-        return f"{self.topology}-{self.n}"
+    def original(self) -> bool:
+        return self.found.original_format
 
 
 def analyse(
@@ -80,358 +79,331 @@ def analyse(
 
     ``plots=True`` also draws the PNG and HTML pictures (analysis.plots);
     ``write=False`` only computes. ``workers`` is the number of reading processes
-    (None: automatic, 1: serial).
+    (None: automatic, 1: serial). The stages below run in order, each on what the
+    ones before it found.
     """
     say = progress or (lambda _msg: None)
-    run_dir = Path(run_dir)
+    t_start = time.perf_counter()
+    w = _read(Path(run_dir), workers)
+    t_read = time.perf_counter()
+    _identify(w)
+    _predict(w)
+    _observe(w)
+    _per_peer(w)
+    timeline, ttq = _timeline(w.peers)
+    summary, missing = _judge_and_sum_up(w, ttq, write)
+    analysis = Analysis(run_dir=w.run_dir, log_dir=w.log_dir, summary=summary, spec=w.spec, graph=w.graph,
+                        prediction=w.prediction, observed=w.observed, views=w.views, timeline=timeline)
+    say(
+        f"analysed {w.run_dir}: {fmt_int(summary['deliveries'])} deliveries from {len(w.ids)} peers "
+        f"(read {t_read - t_start:.2f} s, total {time.perf_counter() - t_start:.2f} s)"
+    )
+    if write or plots:
+        from analysis.outputs import write_outputs
+
+        analysis.files.extend(write_outputs(analysis, missing if write else None, files=write, plots=plots,
+                                            say=say))
+    return analysis
+
+
+# ---- stages --------------------------------------------------------------------
+
+
+def _read(run_dir: Path, workers: int | None) -> _Work:
+    """Find the logs and the spec, and read every peer's logs."""
     if not run_dir.is_dir():
         raise AnalysisError(f"no such run directory: {run_dir}")
-    t_start = time.perf_counter()
     log_dir = L.find_log_dir(run_dir)
     found = L.scan(log_dir)
     if not found.ids:
         raise AnalysisError(f"no peer logs (<id>.txt, <id>.traffic.txt, <id>.events.jsonl) in {log_dir}")
-    inferred: list[str] = []  # facts taken from the logs rather than a spec
-    notes: list[str] = []  # about the prediction
-    problems: list[L.LogProblem] = []
-
     spec_path = run_dir / "spec.json"
     spec = RunSpec.load(spec_path) if spec_path.exists() else None
-    n: int | None = spec.n if spec else None
+    w = _Work(run_dir=run_dir, log_dir=log_dir, found=found, spec=spec)
+    w.n = spec.n if spec else None
     if spec is None:
-        inferred.append("no spec.json: topology, n and protocol inferred from the logs")
-        n = _n_from_start_events(found)
-
-    ids = sorted(set(found.ids) | set(range(n or 0)))
+        w.inferred.append("no spec.json: topology, n and protocol inferred from the logs")
+        w.n = _n_from_start_events(found)
+    w.ids = sorted(set(found.ids) | set(range(w.n or 0)))
     from peer.protocols import PROTOCOLS as PROTOCOL_CLASSES
 
     own_id_ok = spec is not None and getattr(PROTOCOL_CLASSES.get(spec.protocol), "accepts_own_id", False)
     with L.receiver_in_hops_allowed(own_id_ok):
-        peers = L.read_all(log_dir, ids, n, workers=workers)
-    t_read = time.perf_counter()
-    for p in ids:
-        problems.extend(peers[p].problems)
+        w.peers = L.read_all(log_dir, w.ids, w.n, workers=workers)
+    for p in w.ids:
+        w.problems.extend(w.peers[p].problems)
+    return w
 
-    original = found.original_format
-    # ---- n, protocol, topology ----------------------------------------------
-    if n is None:
-        n = 1 + max(
-            [p for p in ids]
+
+def _identify(w: _Work) -> None:
+    """n, the protocol and the topology: from the spec, else inferred from the logs."""
+    peers = w.peers
+    if w.n is None:
+        w.n = 1 + max(
+            list(w.ids)
             + [pl.messages.max_id for pl in peers.values()]
             + [nb for pl in peers.values() for nb in pl.traffic.links]
         )
-        inferred.append(f"n = {n}: the highest peer id seen in file names, hop lists and traffic files, plus one")
-        ids = sorted(set(ids) | set(range(n)))
-        for p in ids:
+        w.inferred.append(f"n = {w.n}: the highest peer id seen in file names, hop lists and traffic files, plus one")
+        w.ids = sorted(set(w.ids) | set(range(w.n)))
+        for p in w.ids:
             if p not in peers:
-                peers[p] = L.read_peer(log_dir, p, n)
-    elif spec is None:
-        inferred.append(f"n = {n}: from the peers' start events")
-    outside = [p for p in ids if p >= n]
-    for p in outside:
-        problems.append(L.LogProblem(f"{p}.*", None, f"logs of peer {p}, which is not in the run (n={n})"))
+                peers[p] = L.read_peer(w.log_dir, p, w.n)
+    elif w.spec is None:
+        w.inferred.append(f"n = {w.n}: from the peers' start events")
+    for p in (p for p in w.ids if p >= w.n):
+        w.problems.append(L.LogProblem(f"{p}.*", None, f"logs of peer {p}, which is not in the run (n={w.n})"))
     starts = {p: pl.events.start for p, pl in peers.items() if pl.events.start}
-    if spec is not None:
-        protocol = spec.protocol
+    if w.spec is not None:
+        w.protocol, w.graph, w.topology = w.spec.protocol, w.spec.graph(), w.spec.topology
     else:
         protos = sorted({str(s.get("protocol")) for s in starts.values()})
         if len(protos) == 1:
-            protocol = protos[0]
-            inferred.append(f"protocol {protocol}: from the peers' start events")
+            w.protocol = protos[0]
+            w.inferred.append(f"protocol {w.protocol}: from the peers' start events")
         else:
-            protocol = "v1"
             why = "no start events" if not protos else f"start events disagree ({', '.join(protos)})"
-            inferred.append(f"protocol v1 assumed ({why}; the original tool's protocol)")
-
-    if spec is not None:
-        graph = spec.graph()
-        topology = spec.topology
-    else:
-        graph, how = _infer_graph(n, peers, starts)
-        topology = _recognise(graph)
-        inferred.append(
+            w.inferred.append(f"protocol v1 assumed ({why}; the original tool's protocol)")
+        w.graph, how = _infer_graph(w.n, peers, starts)
+        w.topology = _recognise(w.graph)
+        w.inferred.append(
             f"topology {how}; "
-            + (f"it is exactly {topology}-{n}" if topology != "unknown" else "it matches no known family")
+            + (f"it is exactly {w.topology}-{w.n}" if w.topology != "unknown" else "it matches no known family")
         )
-    if original:
-        inferred.append(
+    if w.original:
+        w.inferred.append(
             "original tool's format (no events logs): errors, exit reasons, durations and "
             "time to quiescence are unavailable"
         )
 
-    # ---- prediction ---------------------------------------------------------
-    prediction: Prediction | None = None
-    deliveries_only: int | None = None  # exact deliveries when nothing else is predicted (flood)
-    prediction_kind: str | None = None
-    faults = tuple(spec.faults) if spec is not None else ()
-    ctx, fault_log_problems = fault_context(run_dir, spec)
-    problems.extend(L.LogProblem("faults.jsonl", None, text) for text in fault_log_problems)
-    if protocol == "v1":
-        # Faults declared at start (kills, partitions for good) leave plain v1 on the
-        # surviving graph; any later fault makes that prediction an upper bound.
-        if spec is not None:
-            pgraph, family = spec.prediction_input()
-        else:
-            pgraph, family = graph, (topology if topology in FAMILIES else None)
-        same = pgraph is graph or family is not None
-        # Enumerating paths (no closed form) costs about as much per delivery as
-        # reading one; past a cap tied to what was observed, give up on a prediction.
-        seen = sum(pl.messages.deliveries for pl in peers.values())
-        cap = max(PREDICTION_CAP, 4 * seen)
-        try:
-            prediction = predict(pgraph, family=family, cap=cap)
-            if ctx.restarts:
-                prediction = with_restarts(prediction, pgraph, ctx.restarts, cap=cap)
-                notes.append("restarted peers author again (a new incarnation): the bound counts one more "
-                             "flood of their message per restart")
-            exact = spec.exactly_predictable if spec is not None else True
-            prediction_kind = "exact" if exact else "upper_bound"
-            if not same:
-                notes.append("prediction made on the graph left after the faults declared at start")
-            if not exact:
-                notes.append("faults during the run: the prediction is an upper bound, not exact")
-        except PredictionTooLarge as e:
-            notes.append(f"no prediction: {e}")
-    elif spec is not None:
-        from generator.protocol_predict import predict_protocol
 
-        pgraph = spec.prediction_graph()
-        try:
-            pp = predict_protocol(pgraph, spec, full_graph=graph)
-        except PredictionTooLarge as e:
-            pp = None
-            notes.append(f"no prediction: {e}")
-        if pp is not None and pp.detail is not None:
-            prediction = pp.detail
-            prediction_kind = "exact" if spec.exactly_predictable else "upper_bound"
-        elif pp is not None and pp.deliveries is not None:
-            deliveries_only = pp.deliveries
-            notes.append(f"{protocol}: {pp.note}")
-        elif pp is not None:
-            notes.append(f"no exact prediction for protocol {protocol}: {pp.note}")
+def _predict(w: _Work) -> None:
+    """What fired (faults.jsonl) and what the prediction says: exact, an upper bound, or none."""
+    w.ctx, fault_log_problems = fault_context(w.run_dir, w.spec)
+    w.problems.extend(L.LogProblem("faults.jsonl", None, text) for text in fault_log_problems)
+    if w.protocol == "v1":
+        _predict_v1(w)
+    elif w.spec is not None:
+        _predict_protocol(w)
     else:
-        notes.append(f"no prediction for protocol {protocol} without a spec")
-    if prediction is not None and spec is None:
-        notes.append("expected values are computed on the inferred topology")
-    # Peers a fault killed or restarted may lack a summary, a traffic file or even
-    # logs, and may have torn a line: expected, reported, not held against the run.
-    faulted = ctx.peers
-    if ctx.not_fired:
-        notes.append(f"faults that never fired (their trigger was not reached): {', '.join(ctx.not_fired)}")
+        w.notes.append(f"no prediction for protocol {w.protocol} without a spec")
+    if w.prediction is not None and w.spec is None:
+        w.notes.append("expected values are computed on the inferred topology")
+    if w.ctx.not_fired:
+        w.notes.append(f"faults that never fired (their trigger was not reached): {', '.join(w.ctx.not_fired)}")
 
-    # ---- observed flows -----------------------------------------------------
-    observed: dict[Edge, Flow] = {}
-    for p in ids:
-        for s, (frames, nbytes) in peers[p].messages.by_sender.items():
-            observed[(s, p)] = Flow(frames, nbytes)
+
+def _predict_v1(w: _Work) -> None:
+    # Faults declared at start (kills, partitions for good) leave plain v1 on the
+    # surviving graph; any later fault makes that prediction an upper bound.
+    if w.spec is not None:
+        w.pgraph, family = w.spec.prediction_input()
+    else:
+        w.pgraph, family = w.graph, (w.topology if w.topology in FAMILIES else None)
+    same = w.pgraph is w.graph or family is not None
+    # Enumerating paths (no closed form) costs about as much per delivery as
+    # reading one; past a cap tied to what was observed, give up on a prediction.
+    seen = sum(pl.messages.deliveries for pl in w.peers.values())
+    cap = max(PREDICTION_CAP, 4 * seen)
+    try:
+        w.prediction = predict(w.pgraph, family=family, cap=cap)
+        if w.ctx.restarts:
+            w.prediction = with_restarts(w.prediction, w.pgraph, w.ctx.restarts, cap=cap)
+            w.notes.append("restarted peers author again (a new incarnation): the bound counts one more "
+                           "flood of their message per restart")
+    except PredictionTooLarge as e:
+        w.notes.append(f"no prediction: {e}")
+        return
+    exact = w.spec.exactly_predictable if w.spec is not None else True
+    w.prediction_kind = "exact" if exact else "upper_bound"
+    if not same:
+        w.notes.append("prediction made on the graph left after the faults declared at start")
+    if not exact:
+        w.notes.append("faults during the run: the prediction is an upper bound, not exact")
+
+
+def _predict_protocol(w: _Work) -> None:
+    from generator.protocol_predict import predict_protocol
+
+    w.pgraph = w.spec.prediction_graph()
+    try:
+        pp = predict_protocol(w.pgraph, w.spec, full_graph=w.graph)
+    except PredictionTooLarge as e:
+        w.notes.append(f"no prediction: {e}")
+        return
+    exact = w.spec.exactly_predictable
+    if pp.detail is not None:
+        w.prediction = pp.detail
+        w.prediction_kind = "exact" if exact else "upper_bound"
+    elif pp.deliveries is not None:
+        w.deliveries_only = pp.deliveries
+        w.prediction_kind = "deliveries" if exact else "upper_bound"
+        w.notes.append(f"{w.protocol}: {pp.note}")
+    else:
+        w.notes.append(f"no exact prediction for protocol {w.protocol}: {pp.note}")
+
+
+def _observe(w: _Work) -> None:
+    """Frames and bytes per directed edge, from the receivers' logs, next to the prediction;
+    and each peer's world view."""
+    for p in w.ids:
+        for s, (frames, nbytes) in w.peers[p].messages.by_sender.items():
+            w.observed[(s, p)] = Flow(frames, nbytes)
     zero = Flow()
-    true_edges = {(u, v) for a, b in graph.edges for u, v in ((a, b), (b, a))}
-    edge_keys = sorted(true_edges | set(observed))
-    edges = []
-    for u, v in edge_keys:
-        f = observed.get((u, v), zero)
-        e = prediction.per_edge.get((u, v), zero) if prediction else None
-        edges.append(
-            {
-                "src": u,
-                "dst": v,
-                "frames": f.frames,
-                "bytes": f.bytes,
-                "expected_frames": e.frames if e else None,
-                "expected_bytes": e.bytes if e else None,
-                "in_topology": (u, v) in true_edges,
-            }
-        )
-    sent: dict[int, Flow] = {}
-    for (u, _), f in observed.items():
-        sent[u] = sent.get(u, zero) + f
-    exp_in = prediction.per_peer_received() if prediction else {}
-
-    # ---- world views --------------------------------------------------------
+    true_edges = {(u, v) for a, b in w.graph.edges for u, v in ((a, b), (b, a))}
+    for u, v in sorted(true_edges | set(w.observed)):
+        f = w.observed.get((u, v), zero)
+        e = w.prediction.per_edge.get((u, v), zero) if w.prediction else None
+        w.edges.append({
+            "src": u, "dst": v, "frames": f.frames, "bytes": f.bytes,
+            "expected_frames": e.frames if e else None, "expected_bytes": e.bytes if e else None,
+            "in_topology": (u, v) in true_edges,
+        })
+    _add_sent(w.edges, w.peers, w.ctx)
     from analysis.worldview import compare_views
 
-    views = {p: frozenset(peers[p].messages.view) for p in range(n)}
-    diffs = compare_views(graph, views)
+    w.views = {p: frozenset(w.peers[p].messages.view) for p in range(w.n)}
+    w.diffs = compare_views(w.graph, w.views)
 
-    # ---- per peer -----------------------------------------------------------
-    peer_rows = []
-    errors: list[dict[str, Any]] = []
-    link_failures: list[dict[str, Any]] = []
-    disagreements: list[dict[str, Any]] = []
-    for p in range(n):
-        pl = peers[p]
-        msg, ev, tr = pl.messages, pl.events, pl.traffic
-        if not msg.exists:
-            problems.append(L.LogProblem(msg.file, None, "missing: this peer logged no messages file"))
-        if found.events and not original:
-            if not ev.exists:
-                problems.append(L.LogProblem(ev.file, None, "missing events log"))
-            elif ev.summary is None:
-                problems.append(L.LogProblem(ev.file, None, "no summary event: the peer did not exit cleanly"))
-            if not tr.exists and ev.summary is not None:
-                problems.append(L.LogProblem(tr.file, None, "missing traffic file although the peer exited"))
-        for rec in ev.errors:
-            nbr = rec.get("nbr")
-            count = _count(rec)
-            errors.append(
-                {
-                    "peer": p,
-                    "t": rec.get("t"),
-                    "nbr": nbr,
-                    "reason": rec.get("reason"),
-                    "detail": rec.get("detail", ""),
-                    "count": count,
-                    # A connection cut by a fault (a killed neighbour's half-sent frame) is the fault's doing.
-                    "explained_by": ctx.link(p, nbr) if isinstance(nbr, int) else None,
-                }
-            )
-        for rec in ev.link_failures:
-            nbr = rec.get("nbr")
-            why = ctx.link(p, nbr) if isinstance(nbr, int) else None
-            link_failures.append({"peer": p, "t": rec.get("t"), "nbr": nbr, "reason": rec.get("reason"),
-                                  "due_to_fault": why is not None, "explained_by": why})
+
+def _per_peer(w: _Work) -> None:
+    """Each peer's row, its errors, link failures and counter disagreements, each with what explains it."""
+    zero = Flow()
+    sent: dict[int, Flow] = {}
+    for (u, _), f in w.observed.items():
+        sent[u] = sent.get(u, zero) + f
+    exp_in = w.prediction.per_peer_received() if w.prediction else {}
+    for p in range(w.n):
+        pl = w.peers[p]
+        _file_problems(w, pl)
+        _peer_events(w, p, pl.events)
         out = sent.get(p, zero)
-        summ = ev.summary or {}
-        exp = exp_in.get(p, zero) if prediction else None
-        d = diffs[p]
-        peer_rows.append(
-            {
-                "id": p,
-                "received": msg.deliveries,
-                "expected_received": exp.frames if exp else None,
-                "bytes_in": msg.bytes,
-                "expected_bytes_in": exp.bytes if exp else None,
-                "bytes_out": out.bytes,
-                "frames_out": out.frames,
-                "authors": len(msg.by_author),
-                "errors": sum(_count(r) for r in ev.errors) if ev.exists else None,
-                "exit_reason": summ.get("exit_reason"),
-                "duration": summ.get("duration"),
-                "view_edges": len(views[p]),
-                "view_missing": len(d.missing),
-                "view_extra": len(d.extra),
-            }
-        )
-        for d in _cross_check(p, pl, observed, msg.deliveries, msg.bytes, out):
-            nb = d["nbr"]
-            d["explained_by"] = ctx.link(p, nb) if nb is not None else (
-                ctx.peer_fault(p) or next(filter(None, (ctx.link(p, x) for x in _nbrs(graph, p))), None))
-            disagreements.append(d)
+        exp = exp_in.get(p, zero) if w.prediction else None
+        d = w.diffs[p]
+        ev, summ = pl.events, pl.events.summary or {}
+        w.peer_rows.append({
+            "id": p, "received": pl.messages.deliveries, "expected_received": exp.frames if exp else None,
+            "bytes_in": pl.messages.bytes, "expected_bytes_in": exp.bytes if exp else None,
+            "bytes_out": out.bytes, "frames_out": out.frames, "authors": len(pl.messages.by_author),
+            "errors": sum(_count(r) for r in ev.errors) if ev.exists else None,
+            "exit_reason": summ.get("exit_reason"), "duration": summ.get("duration"),
+            "view_edges": len(w.views[p]), "view_missing": len(d.missing), "view_extra": len(d.extra),
+        })
+        for dis in _cross_check(p, pl, w.observed, pl.messages.deliveries, pl.messages.bytes, out):
+            nb = dis["nbr"]
+            dis["explained_by"] = w.ctx.link(p, nb) if nb is not None else (
+                w.ctx.peer_fault(p) or next(filter(None, (w.ctx.link(p, x) for x in _nbrs(w.graph, p))), None))
+            w.disagreements.append(dis)
 
-    # ---- time ---------------------------------------------------------------
-    timeline, ttq = _timeline(peers)
 
-    # ---- totals and verdict -------------------------------------------------
-    deliveries = sum(f.frames for f in observed.values())
-    nbytes = sum(f.bytes for f in observed.values())
-    short = (
-        [r["id"] for r in peer_rows if r["received"] < r["expected_received"]] if prediction is not None else None
-    )
+def _file_problems(w: _Work, pl: L.PeerLogs) -> None:
+    msg, ev, tr = pl.messages, pl.events, pl.traffic
+    if not msg.exists:
+        w.problems.append(L.LogProblem(msg.file, None, "missing: this peer logged no messages file"))
+    if w.found.events and not w.original:
+        if not ev.exists:
+            w.problems.append(L.LogProblem(ev.file, None, "missing events log"))
+        elif ev.summary is None:
+            w.problems.append(L.LogProblem(ev.file, None, "no summary event: the peer did not exit cleanly"))
+        if not tr.exists and ev.summary is not None:
+            w.problems.append(L.LogProblem(tr.file, None, "missing traffic file although the peer exited"))
+
+
+def _peer_events(w: _Work, p: int, ev: L.EventLog) -> None:
+    for rec in ev.errors:
+        nbr = rec.get("nbr")
+        w.errors.append({
+            "peer": p, "t": rec.get("t"), "nbr": nbr, "reason": rec.get("reason"),
+            "detail": rec.get("detail", ""), "count": _count(rec),
+            # A connection cut by a fault (a killed neighbour's half-sent frame) is the fault's doing.
+            "explained_by": w.ctx.link(p, nbr) if isinstance(nbr, int) else None,
+        })
+    for rec in ev.link_failures:
+        nbr = rec.get("nbr")
+        why = w.ctx.link(p, nbr) if isinstance(nbr, int) else None
+        w.link_failures.append({"peer": p, "t": rec.get("t"), "nbr": nbr, "reason": rec.get("reason"),
+                                "due_to_fault": why is not None, "explained_by": why})
+
+
+def _judge_and_sum_up(w: _Work, ttq: float | None, write: bool) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Totals, every missing delivery (v1), the verdict, and summary.json's content."""
+    deliveries = sum(f.frames for f in w.observed.values())
+    nbytes = sum(f.bytes for f in w.observed.values())
+    # Peers a fault killed or restarted may lack a summary, a traffic file or even
+    # logs, and may have torn a line: expected, reported, not held against the run.
     problem_dicts = []
-    for pr in problems:
+    for pr in w.problems:
         d = pr.to_dict()
         owner = _peer_of(pr.file)
-        d["due_to_fault"] = owner in faulted
-        d["explained_by"] = ctx.peer_fault(owner) if owner is not None else None
+        d["due_to_fault"] = owner in w.ctx.peers
+        d["explained_by"] = w.ctx.peer_fault(owner) if owner is not None else None
         problem_dicts.append(d)
     missing = None
-    if prediction is not None and protocol == "v1" and (deliveries != prediction.deliveries or faults or ctx.any):
+    faults = tuple(w.spec.faults) if w.spec is not None else ()
+    if w.prediction is not None and w.protocol == "v1" and (
+            deliveries != w.prediction.deliveries or faults or w.ctx.any):
         from analysis.missing import missing_report
 
-        missing = missing_report(pgraph, log_dir, n, ctx, out_dir=run_dir if write else None)
+        missing = missing_report(w.pgraph, w.log_dir, w.n, w.ctx, out_dir=w.run_dir if write else None)
         if missing is None:
-            notes.append("too many predicted deliveries to list the missing ones")
-    if deliveries_only is not None:
-        prediction_kind = "deliveries" if spec is None or spec.exactly_predictable else "upper_bound"
-    exits = _exits(run_dir, ctx, link_failures)
-    _add_sent(edges, peers, ctx)
-    expected_deliveries = prediction.deliveries if prediction else deliveries_only
+            w.notes.append("too many predicted deliveries to list the missing ones")
+    exits = _exits(w.run_dir, w.ctx, w.link_failures)
+    expected = w.prediction.deliveries if w.prediction else w.deliveries_only
     verdict, unexplained = judge(
-        kind=prediction_kind if expected_deliveries is not None else None,
-        deliveries=deliveries, expected=expected_deliveries,
-        nbytes=nbytes, expected_bytes=prediction.bytes if prediction else None,
-        missing=missing, protocol=protocol, ctx=ctx,
-        lists={"protocol errors": errors,
-               "log problems": problem_dicts, "link failures": link_failures,
-               "counter disagreements": disagreements, "peer exits": exits},
+        kind=w.prediction_kind if expected is not None else None,
+        deliveries=deliveries, expected=expected,
+        nbytes=nbytes, expected_bytes=w.prediction.bytes if w.prediction else None,
+        missing=missing, protocol=w.protocol, ctx=w.ctx,
+        lists={"protocol errors": w.errors, "log problems": problem_dicts, "link failures": w.link_failures,
+               "counter disagreements": w.disagreements, "peer exits": exits},
     )
-    ok = verdict == "OK"
+    n, diffs = w.n, w.diffs
     summary: dict[str, Any] = {
-        "run_id": run_dir.resolve().name,
-        "topology": topology,
+        "run_id": w.run_dir.resolve().name,
+        "topology": w.topology,
         "n": n,
-        "protocol": protocol,
-        "spec": json.loads(spec.to_json()) if spec else None,
+        "protocol": w.protocol,
+        "spec": json.loads(w.spec.to_json()) if w.spec else None,
         "faults": [str(f) for f in faults],
-        "prediction": prediction_kind,
-        "format": "original" if original else "p2p",
-        "inferred": inferred,
-        "notes": notes,
-        "ok": ok,
+        "prediction": w.prediction_kind,
+        "format": "original" if w.original else "p2p",
+        "inferred": w.inferred,
+        "notes": w.notes,
+        "ok": verdict == "OK",
         "verdict": verdict,
         "explained": verdict in ("OK", "EXPLAINED"),
         "unexplained": unexplained,
         "deliveries": deliveries,
-        "expected_deliveries": prediction.deliveries if prediction else deliveries_only,
+        "expected_deliveries": expected,
         "bytes": nbytes,
-        "expected_bytes": prediction.bytes if prediction else None,
+        "expected_bytes": w.prediction.bytes if w.prediction else None,
         "time_to_quiescence": ttq,
-        "short_peers": short,
+        "short_peers": [r["id"] for r in w.peer_rows if r["received"] < r["expected_received"]]
+        if w.prediction is not None else None,
         "worldview": {
             "complete": [p for p in range(n) if not diffs[p].missing and not diffs[p].extra],
             "missing_edges": {str(p): len(diffs[p].missing) for p in range(n) if diffs[p].missing},
             "extra_edges": {str(p): len(diffs[p].extra) for p in range(n) if diffs[p].extra},
         },
-        "peers": peer_rows,
-        "edges": edges,
+        "peers": w.peer_rows,
+        "edges": w.edges,
         "log_problems": problem_dicts,
-        "errors": errors,
-        "link_failures": link_failures,
-        "disagreements": disagreements,
+        "errors": w.errors,
+        "link_failures": w.link_failures,
+        "disagreements": w.disagreements,
         "missing_deliveries": None if missing is None else missing["missing_count"],
         "unexpected_deliveries": None if missing is None else missing["unexpected_count"],
         "repeated_deliveries": None if missing is None else missing["repeated_count"],
         "missing_explained_by": None if missing is None else missing["explained_by"],
         "missing_listing": None if missing is None else missing["listing"],
-        "faults_applied": [a.to_dict() for a in ctx.applied],
-        "faults_not_fired": list(ctx.not_fired),
+        "faults_applied": [a.to_dict() for a in w.ctx.applied],
+        "faults_not_fired": list(w.ctx.not_fired),
         "exits": exits,
     }
-    analysis = Analysis(
-        run_dir=run_dir,
-        log_dir=log_dir,
-        summary=summary,
-        spec=spec,
-        graph=graph,
-        prediction=prediction,
-        observed=observed,
-        views=views,
-        timeline=timeline,
-    )
-    say(
-        f"analysed {run_dir}: {fmt_int(deliveries)} deliveries from {len(ids)} peers "
-        f"(read {t_read - t_start:.2f} s, total {time.perf_counter() - t_start:.2f} s)"
-    )
-    if write:
-        if missing is not None:
-            atomic_write(run_dir / "missing.json", dump_json(missing))
-            analysis.files.append(run_dir / "missing.json")
-        atomic_write(run_dir / "summary.json", dump_json(summary))
-        atomic_write(run_dir / "stats.txt", format_stats(analysis))
-        from analysis.worldview import write_worldview
-
-        analysis.files.extend([run_dir / "summary.json", run_dir / "stats.txt", *write_worldview(analysis)])
-    if plots:
-        from analysis.plots import make_plots
-
-        analysis.files.extend(make_plots(analysis, progress=say))
-    return analysis
+    return summary, missing
 
 
 # ---- helpers -------------------------------------------------------------------
-
-
-VERDICTS = ("OK", "EXPLAINED", "NOT OK", "NOT CHECKED")
 
 
 def judge(*, kind: str | None, deliveries: int, expected: int | None, nbytes: int, expected_bytes: int | None,
@@ -654,233 +626,3 @@ def _timeline(peers: dict[int, L.PeerLogs]) -> tuple[dict[int, list[tuple[float,
         series[p] = [(round(t, 6), r) for t, r in pts]
     ttq = None if last_growth is None else round(max(0.0, last_growth - t0), 6)
     return series, ttq
-
-
-# ---- text output ---------------------------------------------------------------
-
-
-def _verdict(s: dict[str, Any]) -> str:
-    verdict = s.get("verdict")
-    if verdict == "EXPLAINED":
-        return "EXPLAINED (below the upper bound; every shortfall explained by a fault or a lossy link)"
-    if verdict == "NOT CHECKED":
-        return "NOT CHECKED (no prediction)"
-    return verdict or ("OK" if s["ok"] else "NOT OK")
-
-
-def _vs(obs: int, exp: int | None, fmt: Callable[[Any], str] = fmt_int, bound: bool = False) -> str:
-    if exp is None:
-        return f"{fmt(obs)} observed (no prediction)"
-    what = "predicted upper bound" if bound else "predicted"
-    if obs == exp:
-        return f"{fmt(obs)} observed = {what}"
-    delta = obs - exp
-    pct = f", {100 * obs / exp:.1f} %" if exp else ""
-    return f"{fmt(obs)} observed, {fmt(exp)} {what} ({'+' if delta > 0 else ''}{delta:,}{pct})"
-
-
-SUMMARY_PEER_ROWS = 40
-
-
-def _peer_table(s: dict[str, Any], full: bool, limit: int | None = None) -> str:
-    """Per-peer table; with ``limit``, short peers first, then the lowest ids."""
-    peers = s["peers"]
-    if limit is not None and len(peers) > limit:
-        short = set(s["short_peers"] or [])
-        peers = sorted(peers, key=lambda r: (r["id"] not in short, r["id"]))[:limit]
-        peers.sort(key=lambda r: r["id"])
-    rows = []
-    for r in peers:
-        short = r["expected_received"] is not None and r["received"] < r["expected_received"]
-        row = [
-            r["id"],
-            fmt_int(r["received"]),
-            fmt_int(r["expected_received"]),
-            fmt_bytes(r["bytes_in"]),
-            fmt_bytes(r["bytes_out"]),
-        ]
-        if full:
-            row += [fmt_int(r["frames_out"]), r["authors"]]
-        row += [
-            "-" if r["errors"] is None else r["errors"],
-            r["exit_reason"] or "-",
-            fmt_seconds(r["duration"]),
-        ]
-        if full:
-            view = "complete" if not r["view_missing"] and not r["view_extra"] else (
-                f"{r['view_missing']} missing, {r['view_extra']} extra"
-            )
-            row.append(view)
-        row.append("SHORT" if short else "")
-        rows.append(row)
-    headers = ["peer", "received", "expected", "bytes in", "bytes out"]
-    if full:
-        headers += ["frames out", "authors"]
-    headers += ["errors", "exit", "duration"]
-    if full:
-        headers.append("world view")
-    headers.append("")
-    align = "r" * 8 + "lrll" if full else "r" * 6 + "lrl"
-    text = table(headers, rows, align)
-    if len(peers) < len(s["peers"]):
-        text += f"\n... {len(s['peers']) - len(peers)} more peers in stats.txt"
-    return text
-
-
-def _why(item: dict[str, Any]) -> str:
-    """' (explained: FAULT)' for an item a fault explains; '' otherwise."""
-    why = item.get("explained_by")
-    if why is None and item.get("due_to_fault"):  # summaries written before explanations were named
-        why = "fault"
-    return f" (explained: {why})" if why else ""
-
-
-def _problem_lines(s: dict[str, Any], limit: int | None) -> list[str]:
-    out = []
-    items = [
-        f"{p['file']}{':' + str(p['line']) if p['line'] is not None else ''}: {p['problem']}{_why(p)}"
-        for p in s["log_problems"]
-    ]
-    items += [
-        f"peer {e['peer']}: protocol error on link {e['nbr'] if e['nbr'] is not None else '?'}: {e['reason']}"
-        + (f" x{e['count']}" if e.get("count", 1) > 1 else "")
-        + (f" ({e['detail']})" if e["detail"] else "") + _why(e)
-        for e in s["errors"]
-    ]
-    items += [
-        f"peer {e['peer']}: link to {e['nbr']} failed: {e['reason']}{_why(e)}"
-        for e in s["link_failures"]
-    ]
-    items += [
-        f"peer {d['peer']}: {d['source']} says {d['what']}"
-        + (f" (link {d['nbr']})" if d["nbr"] is not None else "")
-        + f" = {d['logged']}, the message logs (<id>.txt) say {d['observed']}{_why(d)}"
-        for d in s["disagreements"]
-    ]
-    items += [f"peer {x['peer']}: exit code {x['code']}{_why(x)}" for x in s.get("exits") or []]
-    if limit is not None and len(items) > limit:
-        out = items[:limit] + [f"... and {len(items) - limit} more (see stats.txt / summary.json)"]
-    else:
-        out = items
-    return out
-
-
-def _fired_lines(s: dict[str, Any]) -> list[str]:
-    out = []
-    for a in s.get("faults_applied") or []:
-        when = [f"t={a['elapsed']:.3f} s" if a.get("elapsed") is not None else "",
-                f"at {a['deliveries']:,} deliveries" if a.get("deliveries") is not None else ""]
-        out.append(f"  fired             {a['fault']}  {', '.join(w for w in when if w)}")
-    for f in s.get("faults_not_fired") or []:
-        out.append(f"  never fired       {f}")
-    return out
-
-
-def _missing_lines(s: dict[str, Any]) -> list[str]:
-    if s.get("missing_deliveries") is None:
-        return []
-    listing = s.get("missing_listing") or "missing.json"
-    out = [f"  missing deliveries (author, path): {fmt_int(s['missing_deliveries'])}, unexpected: "
-           f"{fmt_int(s['unexpected_deliveries'])}, repeated: {fmt_int(s.get('repeated_deliveries') or 0)}"
-           f" (every one listed in {listing})"]
-    for why, count in list((s.get("missing_explained_by") or {}).items())[:8]:
-        out.append(f"    {fmt_int(count)} explained by {why}")
-    return out
-
-
-def format_summary(analysis: Analysis) -> str:
-    """Short text for the terminal."""
-    s = analysis.summary
-    bound = s["prediction"] == "upper_bound"
-    lines = [
-        f"run {s['run_id']}: {s['topology']}-{s['n']}, protocol {s['protocol']} -- {_verdict(s)}",
-        f"  deliveries: {_vs(s['deliveries'], s['expected_deliveries'], bound=bound)}",
-        f"  bytes:      {_vs(s['bytes'], s['expected_bytes'], bound=bound)}",
-    ]
-    if s["faults"]:
-        lines.append(f"  faults: {' '.join(s['faults'])}")
-    if s["time_to_quiescence"] is not None:
-        lines.append(f"  time to quiescence: {fmt_seconds(s['time_to_quiescence'])}")
-    for note in s["inferred"]:
-        lines.append(f"  inferred: {note}")
-    for note in s["notes"]:
-        lines.append(f"  note: {note}")
-    lines.append("")
-    lines.append(_peer_table(s, full=False, limit=SUMMARY_PEER_ROWS))
-    lines += _missing_lines(s)
-    if s.get("unexplained"):
-        lines.append("")
-        lines.append("unexplained:")
-        lines += [f"  {r}" for r in s["unexplained"]]
-    if s["short_peers"]:
-        lines.append("")
-        sp = s["short_peers"]
-        lines.append(f"short peers ({len(sp)}): {', '.join(map(str, sp[:40]))}{' ...' if len(sp) > 40 else ''}")
-    wv = s["worldview"]
-    if wv["missing_edges"] or wv["extra_edges"]:
-        lines.append(
-            f"world views: {len(wv['complete'])}/{s['n']} complete; "
-            f"missing edges at {len(wv['missing_edges'])} peers, extra edges at {len(wv['extra_edges'])} peers"
-        )
-    probs = _problem_lines(s, limit=10)
-    if probs:
-        lines.append("")
-        lines.append(f"problems ({len(_problem_lines(s, None))}):")
-        lines += [f"  {p}" for p in probs]
-    return "\n".join(lines)
-
-
-def format_stats(analysis: Analysis) -> str:
-    """The content of stats.txt."""
-    s = analysis.summary
-    bound = s["prediction"] == "upper_bound"
-    spec = s["spec"]
-    out = [f"Run {s['run_id']}: {s['topology']}-{s['n']}, protocol {s['protocol']} -- {_verdict(s)}", ""]
-    if spec:
-        opts = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in spec["options"].items())
-        seed = "-" if spec.get("seed") is None else spec["seed"]
-        out.append(f"spec: topology {spec['topology']}, n {spec['n']}, protocol {spec['protocol']}, "
-                   f"seed {seed}, port {spec.get('port')}; peer options: {opts}")
-    else:
-        out.append("spec: none (inferred from the logs)")
-    out.append(f"logs: {analysis.log_dir} ({s['format']} format)")
-    for note in s["inferred"]:
-        out.append(f"inferred: {note}")
-    for note in s["notes"]:
-        out.append(f"note: {note}")
-    out += [
-        "",
-        f"deliveries          {_vs(s['deliveries'], s['expected_deliveries'], bound=bound)}",
-        f"bytes               {_vs(s['bytes'], s['expected_bytes'], lambda x: f'{x:,}', bound=bound)}",
-        f"faults              {' '.join(s['faults']) or 'none'}",
-        *_fired_lines(s),
-        f"time to quiescence  {fmt_seconds(s['time_to_quiescence'])}",
-        f"short peers         {'-' if s['short_peers'] is None else (', '.join(map(str, s['short_peers'])) or 'none')}",
-        f"world views         {len(s['worldview']['complete'])}/{s['n']} equal to the topology",
-        "",
-        "Peers",
-        _peer_table(s, full=True),
-        "",
-        "Edges (sender -> receiver)",
-    ]
-    rows = []
-    for e in s["edges"]:
-        mark = "" if e["in_topology"] else "NOT IN TOPOLOGY"
-        if e["expected_frames"] is not None and (e["frames"], e["bytes"]) != (e["expected_frames"], e["expected_bytes"]):
-            mark = (mark + " " if mark else "") + "differs"
-        sent = e.get("sent_bytes")
-        if sent is not None and sent != e["bytes"]:
-            why = e.get("sent_differs_explained_by")
-            mark = (mark + " " if mark else "") + f"sent {sent - e['bytes']:+,} B more than logged: " + (
-                f"lost to {why}" if why else "UNEXPLAINED")
-        rows.append([e["src"], e["dst"], fmt_int(e["frames"]), fmt_int(e["expected_frames"]),
-                     fmt_int(e["bytes"]), fmt_int(e["expected_bytes"]), fmt_int(sent), mark])
-    out.append(table(["src", "dst", "frames", "expected", "bytes logged", "expected", "bytes sent", ""], rows,
-                     "rrrrrrrl"))
-    out += _missing_lines(s)
-    if s.get("unexplained"):
-        out += ["", "Unexplained", *[f"  {r}" for r in s["unexplained"]]]
-    probs = _problem_lines(s, limit=None)
-    out += ["", f"Problems ({len(probs)})"]
-    out += [f"  {p}" for p in probs] or ["  none"]
-    return "\n".join(out) + "\n"

@@ -1,4 +1,4 @@
-"""World views (DESIGN.md §5): what each peer can tell about the topology from its log.
+"""World views (docs/design.md, "World view"): what each peer can tell about the topology from its log.
 
 Peer p's world view is the graph on the hop lists it received: for each message
 with hops [h1..hk], the edges h1–h2, …, hk–p. It is compared with the true
@@ -17,7 +17,7 @@ import networkx as nx
 from analysis._util import atomic_write, dump_json
 
 if TYPE_CHECKING:
-    from analysis.stats import Analysis
+    from analysis.model import Analysis
 
 Edge = tuple[int, int]
 

@@ -21,10 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from analysis.stats import analyse  # noqa: E402
+from generator.expect import expect_for  # noqa: E402
 from generator.faults import Fault  # noqa: E402
 from generator.spec import PeerOptions, RunSpec  # noqa: E402
 from testbed.base import Progress, prepare_run  # noqa: E402
-from testbed.cli import predict_for  # noqa: E402
 from testbed.local import LocalRunner  # noqa: E402
 
 CASES = (("mesh", 7, 1_000), ("mesh", 7, 5_000), ("mesh", 8, 20_000), ("mesh", 8, 60_000))
@@ -34,7 +34,7 @@ def one(runs: Path, topology: str, n: int, trigger: int) -> dict:
     fault = f"kill:3@deliveries={trigger}"
     spec = RunSpec.parse(topology, n, faults=(Fault.parse(fault),), options=PeerOptions(idle=1.0, link_deadline=2.0))
     quiet = Progress(stream=io.StringIO())
-    plan = prepare_run(spec, runs, predict_for(spec, 2_000_000, False, quiet))
+    plan = prepare_run(spec, runs, expect_for(spec, 2_000_000, False, quiet.message))
     LocalRunner().run(plan, quiet)
     fired = [json.loads(x) for x in (plan.run_dir / "faults.jsonl").read_text().splitlines()]
     fired = [r for r in fired if r.get("fault") == fault]

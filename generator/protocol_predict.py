@@ -1,6 +1,8 @@
 """Predictions for every protocol; ``generator.predict`` stays the v1 predictor.
 
-``predict_protocol(graph, spec)`` returns a ``ProtocolPrediction``:
+``predict_protocol(graph, spec)`` returns a ``ProtocolPrediction`` from the predictor
+registered for ``spec.protocol`` in ``PREDICTORS`` (one per protocol of
+``peer.protocols.PROTOCOLS``; an unknown name raises ``SpecError``):
 
 - **v1**: exact (``generator.predict``): one frame per simple path.
 - **ttl**: exact: one frame per simple path of at most ``ttl`` links (the v1
@@ -20,10 +22,12 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import networkx as nx
 
+from generator.errors import SpecError
 from generator.predict import DEFAULT_CAP, Flow, Prediction, PredictionTooLarge, enumerate_edges, predict
 from generator.spec import RunSpec
 
@@ -68,8 +72,9 @@ def predict_protocol(
     family: str | None = None,
     full_graph: nx.Graph | None = None,
 ) -> ProtocolPrediction:
-    """Dispatch on ``spec.protocol`` (and its parameters and seed); raises ``PredictionTooLarge``
-    above ``cap`` deliveries.
+    """Dispatch on ``spec.protocol`` through ``PREDICTORS`` (the predictor then reads the
+    protocol's parameters and seed); raises ``PredictionTooLarge`` above ``cap`` deliveries
+    and ``SpecError`` for a protocol without a predictor.
 
     ``graph`` is what the prediction is made on (``spec.graph()``, or
     ``spec.prediction_graph()`` with faults); ``family`` enables v1's closed forms and
@@ -77,23 +82,53 @@ def predict_protocol(
     topology the peers are configured with, when it has more links than ``graph``
     (gossip peers choose among all their configured neighbours).
     """
-    proto = spec.protocol
-    if proto == "v1":
-        return _exact("v1", predict(graph, family, cap=cap))
-    if proto == "ttl":
-        ttl = spec.protocol_params()["ttl"]
-        per_edge = enumerate_edges(graph, cap, max_hops=ttl)
-        return _exact("ttl", _prediction(per_edge), f"simple paths of at most {ttl} links")
-    if proto == "gossip":
-        fanout = spec.protocol_params()["fanout"]
-        if spec.seed is None:
-            return ProtocolPrediction("gossip", None, None, None, None, gossip_bound(graph, fanout),
-                                      note="no seed: choices do not replay")
-        per_edge = simulate_gossip(graph, full_graph or graph, spec.n, spec.seed, fanout, cap)
-        return _exact("gossip", _prediction(per_edge), f"fanout {fanout}, seed {spec.seed}, replayed")
-    if proto == "flood":
-        return predict_flood(graph, cap)
-    raise ValueError(f"no predictor for protocol {proto!r}")
+    try:
+        predictor = PREDICTORS[spec.protocol]
+    except KeyError:
+        raise SpecError(f"no predictor for protocol {spec.protocol!r} "
+                        f"(known: {', '.join(sorted(PREDICTORS))})") from None
+    return predictor(graph, spec, cap, family, full_graph)
+
+
+# ---- the registry: protocol name -> predictor -------------------------------------
+# Every predictor takes (graph, spec, cap, family, full_graph), as ``predict_protocol``.
+
+Predictor = Callable[[nx.Graph, RunSpec, int, str | None, nx.Graph | None], ProtocolPrediction]
+
+
+def _predict_v1(graph: nx.Graph, spec: RunSpec, cap: int, family: str | None,
+                full_graph: nx.Graph | None) -> ProtocolPrediction:
+    return _exact("v1", predict(graph, family, cap=cap))
+
+
+def _predict_ttl(graph: nx.Graph, spec: RunSpec, cap: int, family: str | None,
+                 full_graph: nx.Graph | None) -> ProtocolPrediction:
+    ttl = spec.protocol_params()["ttl"]
+    per_edge = enumerate_edges(graph, cap, max_hops=ttl)
+    return _exact("ttl", _prediction(per_edge), f"simple paths of at most {ttl} links")
+
+
+def _predict_gossip(graph: nx.Graph, spec: RunSpec, cap: int, family: str | None,
+                    full_graph: nx.Graph | None) -> ProtocolPrediction:
+    fanout = spec.protocol_params()["fanout"]
+    if spec.seed is None:
+        return ProtocolPrediction("gossip", None, None, None, None, gossip_bound(graph, fanout),
+                                  note="no seed: choices do not replay")
+    per_edge = simulate_gossip(graph, full_graph or graph, spec.n, spec.seed, fanout, cap)
+    return _exact("gossip", _prediction(per_edge), f"fanout {fanout}, seed {spec.seed}, replayed")
+
+
+def _predict_flood(graph: nx.Graph, spec: RunSpec, cap: int, family: str | None,
+                   full_graph: nx.Graph | None) -> ProtocolPrediction:
+    return predict_flood(graph, cap)
+
+
+PREDICTORS: dict[str, Predictor] = {
+    "v1": _predict_v1,
+    "ttl": _predict_ttl,
+    "gossip": _predict_gossip,
+    "flood": _predict_flood,
+}
 
 
 def _exact(protocol: str, p: Prediction, note: str = "") -> ProtocolPrediction:

@@ -29,7 +29,6 @@ IMAGE = "p2p-peer:latest"
 RUN_LABEL = "p2p.run"
 PEER_LABEL = "p2p.peer"
 MAX_PER_NETWORK = 1000
-BRIDGE_PORT_LIMIT = 1023
 CONTAINER_UID = 10001
 _PROJECT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 

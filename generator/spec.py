@@ -295,3 +295,19 @@ class RunSpec:
 
     def write(self, path: Path) -> None:
         Path(path).write_text(self.to_json())
+
+
+def parse_params(items: list[str] | None) -> dict[str, str]:
+    """``--param KEY=VALUE`` items (repeatable) as a dict for ``RunSpec.parse(params=...)``:
+    keys stripped and lower-cased; refuses an item without ``=`` and a key given twice
+    with different values."""
+    out: dict[str, str] = {}
+    for item in items or ():
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise SpecError(f"--param expects KEY=VALUE, got {item!r}")
+        key = key.strip().lower()
+        if key in out and out[key] != value.strip():
+            raise SpecError(f"--param {key} given twice")
+        out[key] = value.strip()
+    return out

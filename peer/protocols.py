@@ -12,7 +12,7 @@ received frame, duplicates included, before asking the protocol).
 | ``ttl`` | like v1, while the hop list is shorter than ``ttl`` | when ttl >= n-1 |
 
 ``flood`` skips every neighbour in the hop list, not only the sender: a peer already in
-the hop list has the message, and the wire rule (DESIGN.md §2) makes a frame that
+the hop list has the message, and the wire rule (docs/design.md, "Validation") makes a frame that
 carries the receiver's id a protocol error.
 
 ``gossip``'s choices are a function of (seed, peer, hop list) only — each copy draws

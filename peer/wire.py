@@ -1,4 +1,4 @@
-"""Wire format of the original tool (DESIGN.md §3): framing, messages, validation.
+"""Wire format of the original tool (docs/design.md, "Wire format"): framing, messages, validation.
 
 A frame is a 4-byte big-endian length L followed by L bytes of compact JSON
 ``{"id":<author>,"hops":[...]}``. The dialer of a link first sends its own id as a

@@ -10,13 +10,15 @@ import tempfile
 from pathlib import Path
 
 from generator.errors import P2PError
+from generator.expect import DEFAULT_LIMIT, expect_for
 from generator.faults import Fault
 from generator.predict import PredictionTooLarge, predict, quick_deliveries
-from generator.spec import PROTOCOL_PARAMS, PROTOCOLS, PeerOptions, RunSpec
+from generator.spec import PROTOCOL_PARAMS, PROTOCOLS, PeerOptions, RunSpec, parse_params
 from generator.topologies import FAMILIES
 from testbed.base import Progress, prepare_run
+from testbed.runners import choose_runner
+from testbed.sweep import add_sweep_parser
 
-DEFAULT_LIMIT = 2_000_000
 EXIT_MISMATCH = 1
 EXIT_ERROR = 2
 EXIT_LEFTOVERS = 3  # the run and its analysis are complete, but engine objects were left behind
@@ -37,19 +39,6 @@ def _add_spec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-disconnected", action="store_true", help="accept a topology that is not connected")
 
 
-def _params(items: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items or ():
-        key, eq, value = item.partition("=")
-        if not eq or not key.strip():
-            raise P2PError(f"--param expects KEY=VALUE, got {item!r}")
-        key = key.strip().lower()
-        if key in out and out[key] != value.strip():
-            raise P2PError(f"--param {key} given twice")
-        out[key] = value.strip()
-    return out
-
-
 def _spec_from(args: argparse.Namespace) -> RunSpec:
     if getattr(args, "netem", False):
         raise P2PError(_netem_refusal())
@@ -58,7 +47,7 @@ def _spec_from(args: argparse.Namespace) -> RunSpec:
     opts = PeerOptions(**{k: v for k, v in chosen.items() if v not in (None, ())})
     faults = tuple(Fault.parse(f) for f in getattr(args, "fault", None) or ())
     return RunSpec.parse(args.topology, args.n, protocol=args.protocol, seed=args.seed, options=opts, faults=faults,
-                         params=_params(getattr(args, "param", [])),
+                         params=parse_params(getattr(args, "param", [])),
                          allow_disconnected=getattr(args, "allow_disconnected", False))
 
 
@@ -170,60 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     top = sub.add_parser("topologies", help="list the topology families, their parameters and defaults")
     top.set_defaults(func=cmd_topologies)
-    from testbed.sweep import add_sweep_parser
-
     add_sweep_parser(sub)
     return parser
-
-
-def predict_for(spec: RunSpec, limit: int, force: bool, progress: Progress):
-    """Exact prediction, or None when the run is allowed without one; refuses runaways.
-
-    With faults the prediction is made on what survives the faults declared at start;
-    later faults make it an upper bound that analysis compares against.
-    """
-    graph, family = spec.prediction_input()
-    if spec.protocol != "v1":
-        return _predict_protocol_for(spec, graph, family, limit, force, progress)
-    try:
-        total = quick_deliveries(graph, family, cap=limit)
-    except PredictionTooLarge as e:
-        if not force:
-            raise P2PError(f"{spec.name}: {e}; refusing to run (use --force to run anyway, without a prediction)") from e
-        progress.message(f"{spec.name}: {e}; running without a prediction (--force)")
-        return None
-    if total > limit and not force:
-        raise P2PError(
-            f"{spec.name} would make {total:,} deliveries (limit {limit:,}); refusing to run. "
-            "Use --force to run anyway, or pick a smaller size."
-        )
-    try:
-        return predict(graph, family, cap=max(limit, total))
-    except PredictionTooLarge as e:
-        progress.message(f"{spec.name}: {e}; running without a prediction")
-        return None
-
-
-def _predict_protocol_for(spec: RunSpec, graph, family, limit: int, force: bool, progress: Progress):
-    """Non-v1 protocols: refuse runaways; return a per-edge ``Prediction`` only when it is exact
-    (so peers get --expect), else None after saying what is predicted."""
-    from generator.protocol_predict import predict_protocol
-
-    try:
-        pp = predict_protocol(graph, spec, cap=limit, family=family, full_graph=spec.graph())
-    except PredictionTooLarge as e:
-        if not force:
-            raise P2PError(f"{spec.name} ({spec.protocol}): {e}; refusing to run (use --force to run anyway, "
-                           "without a prediction)") from e
-        progress.message(f"{spec.name} ({spec.protocol}): {e}; running without a prediction (--force)")
-        return None
-    if pp.upper_bound is not None and pp.upper_bound > limit and not force:
-        raise P2PError(f"{spec.name} ({spec.protocol}) may make up to {pp.upper_bound:,} deliveries (limit "
-                       f"{limit:,}); refusing to run. Use --force to run anyway, or pick a smaller size.")
-    if pp.exact:
-        return pp.detail
-    progress.message(f"{spec.name} predicted {pp.describe()}; peers exit on idle")
-    return None
 
 
 def _netem_refusal() -> str:
@@ -239,7 +176,7 @@ def _netem_refusal() -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     progress = Progress()
     spec = _spec_from(args)
-    prediction = predict_for(spec, args.limit, args.force, progress)
+    prediction = expect_for(spec, args.limit, args.force, progress.message)
     if prediction is not None:
         progress.message(f"{spec.name} ({spec.protocol}): predicted {prediction.deliveries:,} deliveries, "
                          f"{prediction.bytes:,} bytes")
@@ -272,29 +209,9 @@ def write_exits(run_dir: Path, result) -> None:
     (run_dir / "exits.json").write_text(json.dumps(data, indent=1) + "\n")
 
 
-def choose_runner(backend: str, progress: Progress):
-    from testbed.local import LocalRunner
-
-    if backend == "local":
-        return LocalRunner()
-    if backend == "swarm":
-        from testbed import swarm
-
-        return swarm.SwarmRunner.connect()
-    from testbed import compose
-
-    if backend == "compose":
-        return compose.ComposeRunner.connect()
-    runner = compose.ComposeRunner.try_connect()
-    if runner is None:
-        progress.message("no Docker engine answers: using the local backend (processes on 127.0.0.1)")
-        return LocalRunner()
-    return runner
-
-
 def _analyse(run_dir: Path, plots: bool) -> bool:
     from analysis import run_analysis
-    from analysis.stats import format_summary
+    from analysis.text import format_summary
 
     result = run_analysis(run_dir, plots=plots, progress=lambda text: print(text, file=sys.stderr))
     print(format_summary(result))
@@ -358,7 +275,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     progress = Progress()
     spec = _spec_from(args)
-    prediction = predict_for(spec, args.limit, args.force, progress)
+    prediction = expect_for(spec, args.limit, args.force, progress.message)
     r = render_run(spec, None if args.no_expect else prediction, runs_root=args.out)
     if r.note:
         progress.message(r.note)

@@ -65,7 +65,6 @@ TASK_QUERY_BATCH = 200  # service ids per task listing (keeps the query string s
 # Task states (docker service ps): running and the terminal ones.
 RUNNING = "running"
 TERMINAL = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned", "remove"})
-NOT_YET_STARTED = frozenset({"new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting"})
 
 
 @dataclass(frozen=True)
@@ -90,7 +89,7 @@ def swarm_info(client) -> dict:
         raise RunnerError(
             f"the swarm backend needs Docker Swarm, and this engine is not part of an active swarm (state: {state}). "
             f"For a single-node swarm run\n    {SWARM_INIT_HINT}\n(undo later with `docker swarm leave --force`); "
-            "for several hosts see README, section Docker Swarm. p2p never creates a swarm by itself."
+            "for several hosts see docs/backends.md, section Several hosts. p2p never creates a swarm by itself."
         )
     if not swarm.get("ControlAvailable"):
         raise RunnerError(

@@ -1,6 +1,6 @@
 """``p2p sweep``: run a grid of topologies × sizes × protocols and compare their cost.
 
-Every cell goes through the same steps as ``p2p run`` (``testbed.cli.predict_for``,
+Every cell goes through the same steps as ``p2p run`` (``generator.expect.expect_for``,
 ``testbed.base.prepare_run``, ``runner.run``); a cell the predictor refuses (a runaway
 run) is reported as skipped. Output, in ``runs/sweep-<stamp>/``:
 
@@ -29,9 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from generator.errors import P2PError
-from generator.spec import PROTOCOL_PARAMS, PROTOCOLS, PeerOptions, RunSpec
+from generator.expect import DEFAULT_LIMIT, expect_for
+from generator.spec import PROTOCOL_PARAMS, PROTOCOLS, PeerOptions, RunSpec, parse_params
 from generator.topologies import FAMILIES, split_topology
 from testbed.base import Progress, prepare_run
+from testbed.runners import choose_runner
 
 _AUTHOR = re.compile(rb'\{"id":(\d+),')
 
@@ -192,8 +194,6 @@ def run_sweep(
     plot: bool = True,
 ) -> tuple[Path, list[dict[str, Any]]]:
     """Run every cell; write sweep.json, sweep.txt and (``plot``) sweep.png; return (directory, rows)."""
-    from testbed.cli import predict_for
-
     params = params or {}
     check_params(cells, params)
     if sweep_dir is None:
@@ -219,7 +219,7 @@ def run_sweep(
         expected = _expectation(spec, limit)
         row.update(expected)
         try:
-            prediction = predict_for(spec, limit, False, progress)
+            prediction = expect_for(spec, limit, False, progress.message)
         except P2PError as e:
             rows.append({**row, "status": "skipped", "reason": str(e)})
             progress.message(f"[{i}/{len(cells)}] {spec.label} {spec.protocol}: skipped: {e}")
@@ -392,8 +392,6 @@ def _atomic(path: Path, text: str) -> None:
 
 
 def add_sweep_parser(sub) -> None:
-    from testbed.cli import DEFAULT_LIMIT
-
     sw = sub.add_parser(
         "sweep", help="run a grid of topologies x sizes x protocols; table and plot of their cost",
         description="Run every (topology, n, protocol) of the grid like `p2p run` (cells the predictor refuses are "
@@ -419,14 +417,12 @@ def add_sweep_parser(sub) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from testbed.cli import _params, choose_runner
-
     progress = Progress()
     cells = grid(parse_topologies(args.topology), parse_sizes(args.n), parse_protocols(args.protocol or ["v1"]))
     opts = PeerOptions(**{k: v for k, v in (("idle", args.idle), ("link_deadline", args.link_deadline))
                           if v is not None})
     runner = choose_runner(args.backend, progress)
-    sweep_dir, rows = run_sweep(cells, args.out, runner, params=_params(args.param), seed=args.seed, options=opts,
+    sweep_dir, rows = run_sweep(cells, args.out, runner, params=parse_params(args.param), seed=args.seed, options=opts,
                                 limit=args.limit, progress=progress, plot=not args.no_plot)
     print(format_table(rows))
     print(f"\n{sweep_dir}/sweep.txt, sweep.json" + ("" if args.no_plot else ", sweep.png"))

@@ -31,7 +31,7 @@ def test_cycle5_clean_run(build_run):
     assert SUMMARY_KEYS <= set(s)
     assert s["ok"] is True and a.ok
     assert (s["run_id"], s["topology"], s["n"], s["protocol"]) == ("cycle-5", "cycle", 5, "v1")
-    # DESIGN.md §2: cycle-N -> 2N(N-1); frames of 1..4 hops are 23/25/27/29 bytes.
+    # docs/design.md, "Deliveries and predictions": cycle-N -> 2N(N-1); frames of 1..4 hops are 23/25/27/29 bytes.
     assert s["deliveries"] == s["expected_deliveries"] == 40
     assert s["bytes"] == s["expected_bytes"] == 5 * 2 * (23 + 25 + 27 + 29)
     assert len(s["edges"]) == 10

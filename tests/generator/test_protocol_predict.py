@@ -7,14 +7,13 @@ import random
 import networkx as nx
 import pytest
 
-from generator.errors import P2PError
+from generator.errors import P2PError, SpecError
+from generator.expect import expect_for
 from generator.predict import Prediction, PredictionTooLarge, predict
-from generator.protocol_predict import predict_protocol
+from generator.protocol_predict import PREDICTORS, predict_protocol
 from generator.spec import RunSpec
 from peer.protocols import PROTOCOLS
 from peer.wire import encode_frame, encode_payload, parse_payload
-from testbed.base import Progress
-from testbed.cli import predict_for
 
 GRAPHS = {
     "cycle5": nx.cycle_graph(5),
@@ -177,24 +176,48 @@ def test_gossip_without_seed_is_not_predicted():
     assert pp.deliveries is None and not pp.exact and pp.upper_bound == 5 * (2 + 4 + 8 + 16)
 
 
-def test_predict_for_gives_peers_expectations_only_when_exact():
-    quiet = Progress(interval=60)
-    assert predict_for(RunSpec.parse("mesh", 5, protocol="flood"), 10**6, False, quiet) is None
-    tree = predict_for(RunSpec.parse("star", 5, protocol="flood"), 10**6, False, quiet)
+def test_expect_for_gives_peers_expectations_only_when_exact():
+    said: list[str] = []
+    assert expect_for(RunSpec.parse("mesh", 5, protocol="flood"), 10**6, False, said.append) is None
+    assert said and "peers exit on idle" in said[-1]
+    tree = expect_for(RunSpec.parse("star", 5, protocol="flood"), 10**6, False, said.append)
     assert isinstance(tree, Prediction) and tree.deliveries == 20
-    ttl = predict_for(RunSpec.parse("mesh", 6, protocol="ttl", params={"ttl": 2}), 10**6, False, quiet)
+    ttl = expect_for(RunSpec.parse("mesh", 6, protocol="ttl", params={"ttl": 2}), 10**6, False, said.append)
     assert ttl.deliveries == 6 * (5 + 20)
-    gossip = predict_for(RunSpec.parse("mesh", 6, protocol="gossip", seed=2), 10**6, False, quiet)
+    gossip = expect_for(RunSpec.parse("mesh", 6, protocol="gossip", seed=2), 10**6, False, said.append)
     assert isinstance(gossip, Prediction)
 
 
-def test_predict_for_refuses_runaways():
-    quiet = Progress(interval=60)
+def test_expect_for_refuses_runaways():
+    said: list[str] = []
     with pytest.raises(P2PError, match="refusing"):
-        predict_for(RunSpec.parse("mesh", 12, protocol="ttl", params={"ttl": 8}), 100_000, False, quiet)
-    assert predict_for(RunSpec.parse("mesh", 12, protocol="ttl", params={"ttl": 8}), 100_000, True, quiet) is None
+        expect_for(RunSpec.parse("mesh", 12, protocol="ttl", params={"ttl": 8}), 100_000, False, said.append)
+    assert expect_for(RunSpec.parse("mesh", 12, protocol="ttl", params={"ttl": 8}), 100_000, True, said.append) is None
+    assert "(--force)" in said[-1]
     with pytest.raises(P2PError, match="up to 60,840 deliveries"):
-        predict_for(RunSpec.parse("mesh", 40, protocol="flood"), 1_000, False, quiet)
+        expect_for(RunSpec.parse("mesh", 40, protocol="flood"), 1_000, False, said.append)
+
+
+def test_expect_for_v1_refuses_runaways_and_forces():
+    said: list[str] = []
+    with pytest.raises(P2PError, match="refusing to run"):
+        expect_for(RunSpec.parse("mesh", 9), 1_000, False, said.append)
+    assert expect_for(RunSpec.parse("mesh", 5), 1_000, False, said.append).deliveries == predict(
+        nx.complete_graph(5)).deliveries
+
+
+def test_registry_covers_exactly_every_protocol():
+    assert set(PREDICTORS) == set(PROTOCOLS)
+
+
+def test_unknown_protocol_is_a_spec_error_naming_the_known_ones():
+    spec = RunSpec("mesh", 5)
+    unknown = RunSpec.__new__(RunSpec)
+    object.__setattr__(unknown, "__dict__", {**spec.__dict__, "protocol": "telepathy"})
+    with pytest.raises(SpecError, match="telepathy") as info:
+        predict_protocol(nx.complete_graph(5), unknown)
+    assert isinstance(info.value, P2PError)
+    assert all(name in str(info.value) for name in PROTOCOLS)
 
 
 def test_prediction_too_large_for_gossip():

@@ -29,20 +29,14 @@ def wait_for(condition, timeout=60.0, what="condition"):
             return value
         if time.monotonic() > end:
             raise AssertionError(f"{what} not met in {timeout} s")
-        time.sleep(0.01)
+        time.sleep(0.001)
 
 
-def progress(log_dir, peer):
-    """The last ``recv`` a peer reported in its events log (0 before its first progress record)."""
+def lines_of(log_dir, peer) -> int:
     try:
-        lines = (log_dir / f"{peer}.events.jsonl").read_bytes().splitlines()
+        return (log_dir / f"{peer}.txt").read_bytes().count(b"\n")
     except FileNotFoundError:
         return 0
-    recv = 0
-    for line in lines:
-        if b'"ev":"progress"' in line and line.endswith(b"}"):
-            recv = json.loads(line)["recv"]
-    return recv
 
 
 def start_mesh(log_dir, n):
@@ -84,11 +78,12 @@ def test_every_frame_from_a_killed_peer_is_in_its_own_log(tmp_path):
     victims = rng.sample(range(N), 2)
     procs = start_mesh(tmp_path, N)
     try:
-        # Mid-flood: the others have started receiving; then two kills at random moments.
+        # Mid-flood, at a random point of each victim's own flood: its log holds a random
+        # number of lines (written as they arrive, so the count is current), then SIGKILL.
         others = [p for p in range(N) if p not in victims]
-        wait_for(lambda: sum(progress(tmp_path, p) for p in others) >= 2000, what="flood under way")
         for victim in victims:
-            time.sleep(rng.uniform(0.0, 0.3))  # a random moment, not a synchronisation
+            at = rng.randint(200, PER_PEER // 2)
+            wait_for(lambda v=victim, k=at: lines_of(tmp_path, v) >= k, what=f"peer {victim} at {at} lines")
             procs[victim].send_signal(signal.SIGKILL)
             procs[victim].wait(timeout=10)
         for p in others:  # the survivors end on their own once the flood is over

@@ -69,7 +69,7 @@ def test_compose_runner_exact_counts(runner, run_ids, tmp_path, topology):
     assert_exact(plan.log_dir, spec)
     for p in range(5):
         assert (plan.log_dir / f"{p}.stderr.txt").exists()
-    assert pred.deliveries == {"cycle": 40, "mesh": 320, "starfish": 40}[topology]  # DESIGN.md §2
+    assert pred.deliveries == {"cycle": 40, "mesh": 320, "starfish": 40}[topology]  # docs/design.md, "Deliveries and predictions"
     # The runner cleaned up by itself (the fixture's sweep is only the safety net).
     assert list_labelled(runner.client, plan.run_id) == []
 

@@ -9,10 +9,10 @@ import pytest
 
 from analysis.missing import read_listing
 from analysis.stats import analyse
+from generator.expect import expect_for
 from generator.faults import Fault
 from generator.spec import PeerOptions, RunSpec
 from testbed.base import Progress, prepare_run
-from testbed.cli import predict_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 def run(runner, run_ids, tmp_path, topology, n, faults, **opts):
     spec = RunSpec.parse(topology, n, faults=tuple(Fault.parse(f) for f in faults),
                          options=PeerOptions(**{"link_deadline": 8.0, "idle": 1.5, **opts}))
-    prediction = predict_for(spec, 2_000_000, False, Progress(stream=io.StringIO()))
+    prediction = expect_for(spec, 2_000_000, False, Progress(stream=io.StringIO()).message)
     plan = prepare_run(spec, tmp_path, prediction, run_id=run_ids(f"{topology}{n}"))
     result = runner.run(plan, Progress(stream=io.StringIO()))
     return plan, prediction, result

@@ -5,16 +5,16 @@ from pathlib import Path
 
 import pytest
 
+from generator.expect import expect_for
 from generator.predict import predict
 from generator.spec import PeerOptions, RunSpec
 from testbed.base import Progress, prepare_run
-from testbed.cli import predict_for
 from testbed.local import LocalRunner
 
 
 def run(tmp_path, topology, n, seed=None, **opts):
     spec = RunSpec.parse(topology, n, seed=seed, options=PeerOptions(**{"idle": 1.0, **opts}))
-    plan = prepare_run(spec, tmp_path, predict_for(spec, 2_000_000, False, Progress(interval=60)))
+    plan = prepare_run(spec, tmp_path, expect_for(spec, 2_000_000, False, Progress(interval=60).message))
     result = LocalRunner().run(plan, Progress(interval=60))
     assert result.failed_peers == []
     return plan

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from generator.expect import expect_for
 from generator.faults import Fault
 from generator.spec import PeerOptions, RunSpec
 from testbed import compose as compose_mod
 from testbed import local as local_mod
 from testbed.base import DeliveryCounter, ListenWatch, Progress, RunnerError, prepare_run
-from testbed.cli import predict_for
 from testbed.faults import FAULT_LOG, FaultScheduler
 from testbed.local import LocalRunner
 
@@ -172,7 +172,7 @@ def test_listen_watch_waits_for_whole_listen_lines(tmp_path):
 def run_local(tmp_path, topology, n, faults, runner=None, stream=None, **opts):
     spec = RunSpec.parse(topology, n, faults=tuple(Fault.parse(f) for f in faults),
                          options=PeerOptions(**{"link_deadline": 2.0, "idle": 1.0, **opts}))
-    prediction = predict_for(spec, 2_000_000, False, Progress(stream=io.StringIO()))
+    prediction = expect_for(spec, 2_000_000, False, Progress(stream=io.StringIO()).message)
     plan = prepare_run(spec, tmp_path, prediction)
     result = (runner or LocalRunner()).run(plan, Progress(stream=stream or io.StringIO()))
     return plan, result
@@ -219,10 +219,9 @@ def test_local_delivery_trigger_fires_at_the_count_the_logs_held(tmp_path, monke
     plan, result = run_local(tmp_path, topology, n, [f"kill:3@deliveries={trigger}"])
     (rec,) = fired(plan.run_dir)
     assert rec["trigger"] == trigger and rec["action"] == "kill"
+    # How far apart the count and the signal are is a matter of scheduling (a benchmark's
+    # figure: bench/fault_trigger.py), not of correctness: only the order is asserted here.
     assert trigger <= rec["deliveries"] <= at_signal[0]
-    # The count and the signal are microseconds apart: a few hundred frames at most, even on two
-    # busy cores (the peers deliver ~100 frames per ms together).
-    assert at_signal[0] - rec["deliveries"] <= 1000, (rec, at_signal)
     assert result.exit_codes[3] == -9
 
 

@@ -2,18 +2,18 @@
 
 from pathlib import Path
 
+from generator.expect import expect_for
 from generator.faults import Fault
 from generator.predict import predict
 from generator.spec import PeerOptions, RunSpec
 from testbed.base import Progress, prepare_run
-from testbed.cli import predict_for
 from testbed.local import LocalRunner
 
 
 def run_with_faults(tmp_path, topology, n, faults, **opts):
     spec = RunSpec.parse(topology, n, faults=tuple(Fault.parse(f) for f in faults),
                          options=PeerOptions(**{"link_deadline": 2.0, "idle": 1.0, **opts}))
-    prediction = predict_for(spec, 2_000_000, False, Progress(interval=60))
+    prediction = expect_for(spec, 2_000_000, False, Progress(interval=60).message)
     plan = prepare_run(spec, tmp_path, prediction)
     result = LocalRunner().run(plan, Progress(interval=60))
     return plan, prediction, result

@@ -7,10 +7,10 @@ from pathlib import Path
 import networkx as nx
 import pytest
 
+from generator.expect import expect_for
 from generator.protocol_predict import predict_protocol
 from generator.spec import PeerOptions, RunSpec
 from testbed.base import Progress, prepare_run
-from testbed.cli import predict_for
 from testbed.local import LocalRunner
 from testbed.sweep import count_run
 
@@ -27,7 +27,7 @@ def petersen(tmp_path_factory) -> str:
 def run(tmp_path, topology, n=None, protocol="v1", params=None, seed=None, idle=0.5):
     spec = RunSpec.parse(topology, n, protocol=protocol, params=params, seed=seed,
                          options=PeerOptions(idle=idle, link_deadline=20, max_runtime=60))
-    prediction = predict_for(spec, 2_000_000, False, QUIET)  # the CLI's path: exact per-edge, or None
+    prediction = expect_for(spec, 2_000_000, False, QUIET.message)  # the CLI's path: exact per-edge, or None
     plan = prepare_run(spec, tmp_path, prediction)
     result = LocalRunner().run(plan, QUIET)
     assert result.failed_peers == []

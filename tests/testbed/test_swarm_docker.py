@@ -108,7 +108,7 @@ def observed(log_dir: Path, n: int) -> dict[int, tuple[int, int]]:
 def test_swarm_runner_exact_counts(runner, run_ids, tmp_path, topology, n, deliveries):
     spec = RunSpec.parse(topology, n)
     pred = predict(spec.graph(), spec.topology)
-    assert pred.deliveries == deliveries  # DESIGN.md §2: mesh-5 320, cycle-N 2N(N-1)
+    assert pred.deliveries == deliveries  # docs/design.md, "Deliveries and predictions": mesh-5 320, cycle-N 2N(N-1)
     plan = prepare_run(spec, tmp_path / "runs", pred, run_id=run_ids(topology))
     result = runner.run(plan, Progress(stream=io.StringIO()))
     assert result.backend == "swarm"
