@@ -19,10 +19,10 @@ from typing import Any
 import networkx as nx
 
 from analysis import logs as L
+from analysis._util import AnalysisError, fmt_int
 from analysis.explain import FaultContext, fault_context
 from analysis.model import Analysis, Edge
 from analysis.text import format_summary  # noqa: F401 - re-exported: the public entry
-from analysis._util import AnalysisError, fmt_int
 from generator.errors import P2PError
 from generator.predict import Flow, Prediction, PredictionTooLarge, predict, with_restarts
 from generator.spec import RunSpec

@@ -34,12 +34,12 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-import docker  # noqa: E402
 import yaml  # noqa: E402
 
+import docker  # noqa: E402
 from generator.predict import predict  # noqa: E402
-from generator.spec import RunSpec  # noqa: E402
 from generator.render import container_user  # noqa: E402
+from generator.spec import RunSpec  # noqa: E402
 from testbed.base import Progress, RunnerError, prepare_run  # noqa: E402
 from testbed.compose import (  # noqa: E402
     COMPOSE_PARALLEL,

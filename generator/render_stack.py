@@ -27,7 +27,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from generator.render import (
-    IMAGE, PEER_LABEL, RUN_LABEL, PeerService, RenderError, assign_networks, service_name, template_environment,
+    IMAGE,
+    PEER_LABEL,
+    RUN_LABEL,
+    PeerService,
+    RenderError,
+    assign_networks,
+    service_name,
+    template_environment,
 )
 
 ROLE_LABEL = "p2p.role"

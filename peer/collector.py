@@ -158,7 +158,7 @@ class Collector:
             _send(sock, ACK_NO + NAME_LEN.pack(len(reason)) + reason)
         except _Truncated as e:
             self._error(f"truncated upload from {who}: {e} (after {received} file bytes); nothing stored")
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             self._error(f"truncated upload from {who}: no data for {self.conn_timeout:g} s; nothing stored")
         except OSError as e:
             self._error(f"upload from {who} failed: {type(e).__name__}: {e}; nothing stored")

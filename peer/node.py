@@ -28,7 +28,13 @@ from peer.emulation import LinkShape, Shaper, is_lost
 from peer.protocols import PROTOCOLS
 from peer.upload import upload_logs
 from peer.wire import (
-    HEADER, MAX_FRAME, FrameError, decode_handshake, encode_handshake, encode_payload, parse_payload,
+    HEADER,
+    MAX_FRAME,
+    FrameError,
+    decode_handshake,
+    encode_handshake,
+    encode_payload,
+    parse_payload,
 )
 
 READ_CHUNK = 1 << 18
@@ -305,7 +311,7 @@ class Peer:
                 reader, writer = await asyncio.wait_for(
                     asyncio.open_connection(link.host, link.port, limit=STREAM_LIMIT), timeout=5
                 )
-            except (OSError, asyncio.TimeoutError) as e:
+            except (TimeoutError, OSError) as e:
                 cause = type(e).__name__
                 link.dial_errors[cause] = link.dial_errors.get(cause, 0) + 1
                 await asyncio.sleep(delay)
@@ -331,7 +337,7 @@ class Peer:
         got = bytearray()
         try:
             await asyncio.wait_for(_read_handshake(reader, got), self.cfg.handshake_timeout)
-        except asyncio.TimeoutError:  # before OSError: TimeoutError is an OSError since 3.11
+        except TimeoutError:  # before OSError: TimeoutError is an OSError since 3.11
             self.error(None, "no_handshake", f"TimeoutError after {len(got)} of 4 bytes")
             writer.close()
             return

@@ -10,7 +10,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import networkx as nx
@@ -101,7 +101,7 @@ class Runner(ABC):
 
 
 def new_run_id(spec: RunSpec) -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return f"{spec.name}-{stamp}-{secrets.token_hex(2)}"
 
 

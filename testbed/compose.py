@@ -26,10 +26,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import docker
 import docker.errors
 import requests
 
+import docker
 from generator.predict import Prediction
 from generator.render import (
     IMAGE,
@@ -45,7 +45,7 @@ from generator.render import (
     write_env,
 )
 from generator.spec import RunSpec
-from testbed.base import DeliveryCounter, Progress, RunnerError, RunPlan, RunResult, Runner, prepare_run, read_progress
+from testbed.base import DeliveryCounter, Progress, Runner, RunnerError, RunPlan, RunResult, prepare_run, read_progress
 from testbed.faults import FAULT_POLL, FaultScheduler
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -25,7 +25,15 @@ from pathlib import Path
 
 import peer as peer_package
 from testbed.base import (
-    DeliveryCounter, ListenWatch, PeerPlan, Progress, RunnerError, RunPlan, RunResult, Runner, read_progress,
+    DeliveryCounter,
+    ListenWatch,
+    PeerPlan,
+    Progress,
+    Runner,
+    RunnerError,
+    RunPlan,
+    RunResult,
+    read_progress,
 )
 from testbed.faults import FAULT_POLL, FaultScheduler
 

@@ -28,9 +28,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import docker
 import docker.errors
 
+import docker
 from generator.render import IMAGE, PEER_LABEL, RUN_LABEL, PeerService, container_user, service_name, write_compose
 from generator.render_stack import (
     COLLECTOR_PORT,
@@ -40,7 +40,7 @@ from generator.render_stack import (
     render_stack,
     stack_name,
 )
-from testbed.base import Progress, RunnerError, RunPlan, RunResult, Runner, read_progress
+from testbed.base import Progress, Runner, RunnerError, RunPlan, RunResult, read_progress
 from testbed.compose import (
     BUILD_SCRIPT,
     DOCKER_ERRORS,

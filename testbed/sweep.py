@@ -24,7 +24,7 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -197,7 +197,7 @@ def run_sweep(
     params = params or {}
     check_params(cells, params)
     if sweep_dir is None:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         sweep_dir = Path(out) / f"sweep-{stamp}"
     try:
         sweep_dir.mkdir(parents=True, exist_ok=False)
@@ -238,7 +238,7 @@ def run_sweep(
         row["status"] = _status(row)
         rows.append(row)
     summary = {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "duration": round(time.monotonic() - started, 3),
         "backend": getattr(runner, "name", "?"),
         "grid": {

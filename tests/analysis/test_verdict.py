@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from analysis.explain import FaultContext
 from analysis.missing import read_listing
 from analysis.stats import analyse, format_summary, judge
-from analysis.explain import FaultContext
 
 
 def fired(run: Path, *faults: str, deliveries: int = 0) -> None:
@@ -149,8 +149,9 @@ def test_a_restart_is_a_new_incarnation_that_authors_again(build_run):
     run = build_run("cycle", 4, faults=("restart:2@1",))
     fired(run, "restart:2@1")
     # The second incarnation of 2 floods its message once more: every path from 2 is logged twice.
-    from tests.analysis.conftest import flood  # noqa: PLC0415 - the fixture's own oracle
     import networkx as nx
+
+    from tests.analysis.conftest import flood  # noqa: PLC0415 - the fixture's own oracle
 
     again = {p: [ln for ln in lines if json.loads(ln)["id"] == 2] for p, lines in flood(nx.cycle_graph(4)).items()}
     for p, lines in again.items():

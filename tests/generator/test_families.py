@@ -11,9 +11,23 @@ from hypothesis import strategies as st
 from generator.errors import SpecError, TopologyError
 from generator.spec import RunSpec
 from generator.topologies import (
-    FAMILIES, ba_graph, build_graph, circulant_graph, er_graph, grid_graph, line_graph, parse_topology,
-    parse_topology_params, read_graph_file, regular_graph, ring_graph, rtree_graph, star_graph, starfish_graph,
-    tree_graph, ws_graph,
+    FAMILIES,
+    ba_graph,
+    build_graph,
+    circulant_graph,
+    er_graph,
+    grid_graph,
+    line_graph,
+    parse_topology,
+    parse_topology_params,
+    read_graph_file,
+    regular_graph,
+    ring_graph,
+    rtree_graph,
+    star_graph,
+    starfish_graph,
+    tree_graph,
+    ws_graph,
 )
 
 

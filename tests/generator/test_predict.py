@@ -2,7 +2,12 @@ import networkx as nx
 import pytest
 
 from generator.predict import (
-    PredictionTooLarge, enumerate_edges, frame_size, mesh_deliveries, predict, quick_deliveries,
+    PredictionTooLarge,
+    enumerate_edges,
+    frame_size,
+    mesh_deliveries,
+    predict,
+    quick_deliveries,
 )
 from generator.spec import RunSpec
 from generator.topologies import cycle_graph, mesh_graph, starfish_graph

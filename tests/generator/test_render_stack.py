@@ -61,7 +61,7 @@ def test_services_one_per_peer_plus_collector():
 @pytest.mark.parametrize("mode", ["dnsrr", "vip"])
 def test_every_peer_is_a_hardened_single_replica_never_restarted(mode):
     doc = render(endpoint_mode=mode, mem_limit="32m", pids_limit=50, tmpfs_size="16m")
-    for p, svc in peer_services(doc).items():
+    for _p, svc in peer_services(doc).items():
         assert svc["image"] == "p2p-peer:latest"
         assert svc["user"] == "10001:10001"
         assert svc["read_only"] is True and svc["init"] is True and svc["cap_drop"] == ["ALL"]

@@ -5,7 +5,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from peer.wire import (
-    HEADER, FrameError, decode_handshake, encode_frame, encode_handshake, encode_payload, parse_payload,
+    HEADER,
+    FrameError,
+    decode_handshake,
+    encode_frame,
+    encode_handshake,
+    encode_payload,
+    parse_payload,
 )
 
 

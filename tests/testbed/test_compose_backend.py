@@ -13,11 +13,11 @@ import threading
 import time
 import types
 
-import docker
 import docker.errors
 import pytest
 import yaml
 
+import docker
 from generator.faults import Fault
 from generator.predict import predict
 from generator.render import render_compose

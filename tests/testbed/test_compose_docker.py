@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -21,8 +20,8 @@ import pytest
 
 from generator.predict import predict
 from generator.spec import RunSpec
-from testbed.base import Progress, RunnerError, prepare_run
-from testbed.compose import ComposeRunner, check_compose, clean_by_label, docker_client, list_labelled, render_run
+from testbed.base import Progress, prepare_run
+from testbed.compose import list_labelled, render_run
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -78,8 +77,7 @@ def test_plain_docker_compose_up(runner, run_ids, tmp_path):
     """`p2p render` then a bare `docker compose up` in that directory: returns by itself, exact counts."""
     spec = RunSpec.parse("mesh", 5)
     run_id = run_ids("plain")
-    r = render_run(spec, predict(spec.graph(), spec.topology), root=tmp_path, run_id=run_id,
-                   project=f"p2p-{run_id}")
+    render_run(spec, predict(spec.graph(), spec.topology), root=tmp_path, run_id=run_id, project=f"p2p-{run_id}")
     env = {k: v for k, v in os.environ.items() if not k.startswith("COMPOSE_")}
     try:
         up = subprocess.run(["docker", "compose", "up"], cwd=tmp_path, env=env, capture_output=True, text=True,

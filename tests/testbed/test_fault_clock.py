@@ -127,7 +127,7 @@ def test_a_fault_that_never_fired_has_no_record(tmp_path):
     clock = FakeClock()
     s, driver = scheduler(tmp_path, "pause:1@10", "kill:2@deliveries=100", clock=clock)
     s.start_clock()
-    for i in range(5):
+    for _i in range(5):
         clock.now += 1
         s.poll(delivered=99)
     assert driver.calls == [] and not s.done

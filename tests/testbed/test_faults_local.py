@@ -4,7 +4,6 @@ from pathlib import Path
 
 from generator.expect import expect_for
 from generator.faults import Fault
-from generator.predict import predict
 from generator.spec import PeerOptions, RunSpec
 from testbed.base import Progress, prepare_run
 from testbed.local import LocalRunner

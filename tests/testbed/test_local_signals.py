@@ -92,8 +92,8 @@ def test_sigkill_of_the_runner_takes_its_peers_even_a_paused_one(runner_proc):
 
 
 def test_sigterm_handler_is_installed_only_during_the_run(tmp_path):
-    from testbed.base import Progress, prepare_run
     from generator.spec import PeerOptions, RunSpec
+    from testbed.base import Progress, prepare_run
 
     spec = RunSpec.parse("mesh", 3, options=PeerOptions(idle=0.5))
     plan = prepare_run(spec, tmp_path, None)

@@ -60,7 +60,7 @@ def test_flood_makes_exactly_the_predicted_deliveries(tmp_path, petersen, topolo
     assert pp.deliveries == spec.n * (2 * g.number_of_edges() - spec.n + 1)
     assert got["deliveries"] == pp.deliveries
     assert got["coverage"] == 1.0 and got["log_problems"] == []
-    for p, ls in lines(plan.log_dir, spec.n).items():
+    for _p, ls in lines(plan.log_dir, spec.n).items():
         senders = Counter()
         for line in ls:
             msg = json.loads(line)
