@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 ENGINE_ANSWERS := timeout 30 docker info >/dev/null 2>&1
 
 .PHONY: help setup image compose-plugin run-cycle run-mesh run-starfish run_circle run_mesh run_starfish \
-        compose-cycle compose-mesh compose-starfish analyse analyze test test-unit bench clean
+        compose-cycle compose-mesh compose-starfish analyse analyze test test-unit lint bench clean
 
 help:
 	@echo "make run-mesh [N=5] [BACKEND=auto|local|compose]   set up, build the image, run, analyse"
@@ -21,6 +21,7 @@ help:
 	@echo "make analyse                                        stats + plots for runs/latest"
 	@echo "make test                                           all tests (containers too when Docker answers)"
 	@echo "make test-unit                                      tests that need no Docker"
+	@echo "make lint                                           ruff (also run by make test)"
 	@echo "make bench [BENCH_ARGS='--compose-sizes 50,200']     benchmarks (prints figures; default sizes take ~45 min)"
 	@echo "make clean                                          remove every container/network/volume labelled p2p.run"
 
@@ -56,9 +57,13 @@ analyse analyze: $(STAMP)
 	$(P2P) analyse runs/latest
 
 # pytest exits 5 when it collected no test: that must not pass as green.
-test: setup
+test: setup lint
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	 if [ $$rc -eq 5 ]; then echo "make test: pytest ran no tests" >&2; exit 1; fi; exit $$rc
+
+# ruff, configured in pyproject.toml (pyflakes, imports, bugbear, pyupgrade, complexity <= 15).
+lint: $(STAMP)
+	$(PY) -m ruff check .
 
 test-unit: $(STAMP)
 	@$(PY) -m pytest -m "not docker" $(PYTEST_ARGS); rc=$$?; \

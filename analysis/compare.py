@@ -283,6 +283,66 @@ def _legend_line(r: dict[str, Any], limit: int) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "\u2026"
 
 
+def _draw_bytes_per_peer(ax, rows: list[dict[str, Any]], xs: list[int], colour: str) -> None:
+    """Bottom-left panel: mean bytes received per peer, with a min-to-max error bar."""
+    from matplotlib.ticker import EngFormatter
+
+    mean = [r["bytes_per_peer"] for r in rows]
+    # Clamped: the mean is rounded, and counted from all traffic rather than the per-peer rows.
+    lo = [max(0, m - (r["bytes_per_peer_min"] if r["bytes_per_peer_min"] is not None else m))
+          for m, r in zip(mean, rows)]
+    hi = [max(0, (r["bytes_per_peer_max"] if r["bytes_per_peer_max"] is not None else m) - m)
+          for m, r in zip(mean, rows)]
+    ax.bar(xs, mean, width=0.55, color=colour, zorder=2, yerr=[lo, hi], capsize=4, ecolor="#333333")
+    if mean and max(mean) / max(min(m for m in mean if m) if any(mean) else 1, 1) > 100:
+        ax.set_yscale("log")
+    else:
+        ax.yaxis.set_major_formatter(EngFormatter(unit="B"))
+    ax.set_title("bytes received per peer (mean; bar: min to max)", fontsize=11, loc="left")
+
+
+def _draw_quiescence(ax, rows: list[dict[str, Any]], xs: list[int]) -> None:
+    """Bottom-right panel: time to quiescence, "n/a" where a run has none."""
+    ttq = [r["time_to_quiescence"] for r in rows]
+    ax.bar(xs, [t or 0 for t in ttq], width=0.55, color="#f58518", zorder=2)
+    for x, t in zip(xs, ttq):
+        if t is None:
+            ax.annotate("n/a", (x, 0), ha="center", va="bottom", fontsize=8, color="#666666")
+    ax.set_ylabel("seconds")
+    ax.set_title("time to quiescence", fontsize=11, loc="left")
+
+
+def _style_run_axes(axes, xs: list[int], labels: list[str], k: int) -> None:
+    """Give every panel the run labels as x ticks, a light y grid and no top/right spines."""
+    for row in axes:
+        for a in row:
+            a.set_xticks(xs)
+            a.set_xticklabels(labels, fontsize=8)
+            a.set_xlim(-0.6, k - 0.4)
+            a.grid(axis="y", color="#e5e5e5", zorder=0)
+            for side in ("top", "right"):
+                a.spines[side].set_visible(False)
+
+
+def _write_run_legend(fig, rows: list[dict[str, Any]], renderer, frame: tuple[float, float, float, float],
+                      cols: int, legend_lines: int, legend_h: float) -> None:
+    """Under the panels, one line per run in ``cols`` columns, each cut to fit its column.
+
+    ``frame`` is ``(width, height, left, right)`` of the figure, in inches.
+    """
+    width, height, left, right = frame
+    col_px = (width - left - right) / cols * fig.dpi - 12
+    for i, r in enumerate(rows):
+        c, line = divmod(i, legend_lines)
+        t = fig.text(left / width + c * (1 - (left + right) / width) / cols,
+                     (legend_h - 0.2 - 0.19 * line) / height, _legend_line(r, 10_000),
+                     fontsize=7.5, family="monospace", va="top", ha="left", color="#333333")
+        w = t.get_window_extent(renderer).width
+        if w > col_px:  # cut to what fits its column
+            text = t.get_text()
+            t.set_text(_legend_line(r, int(len(text) * col_px / w)))
+
+
 def draw_comparison(rows: list[dict[str, Any]]):
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
@@ -356,35 +416,9 @@ def draw_comparison(rows: list[dict[str, Any]]):
 
     grouped(axes[0][0], "deliveries", "deliveries (with each run's verdict)", "")
     grouped(axes[0][1], "bytes", "bytes", "B")
-    ax = axes[1][0]
-    mean = [r["bytes_per_peer"] for r in rows]
-    # Clamped: the mean is rounded, and counted from all traffic rather than the per-peer rows.
-    lo = [max(0, m - (r["bytes_per_peer_min"] if r["bytes_per_peer_min"] is not None else m))
-          for m, r in zip(mean, rows)]
-    hi = [max(0, (r["bytes_per_peer_max"] if r["bytes_per_peer_max"] is not None else m) - m)
-          for m, r in zip(mean, rows)]
-    ax.bar(xs, mean, width=0.55, color=obs_c, zorder=2, yerr=[lo, hi], capsize=4, ecolor="#333333")
-    if mean and max(mean) / max(min(m for m in mean if m) if any(mean) else 1, 1) > 100:
-        ax.set_yscale("log")
-    else:
-        ax.yaxis.set_major_formatter(EngFormatter(unit="B"))
-    ax.set_title("bytes received per peer (mean; bar: min to max)", fontsize=11, loc="left")
-    ax = axes[1][1]
-    ttq = [r["time_to_quiescence"] for r in rows]
-    ax.bar(xs, [t or 0 for t in ttq], width=0.55, color="#f58518", zorder=2)
-    for x, t in zip(xs, ttq):
-        if t is None:
-            ax.annotate("n/a", (x, 0), ha="center", va="bottom", fontsize=8, color="#666666")
-    ax.set_ylabel("seconds")
-    ax.set_title("time to quiescence", fontsize=11, loc="left")
-    for row in axes:
-        for a in row:
-            a.set_xticks(xs)
-            a.set_xticklabels(labels, fontsize=8)
-            a.set_xlim(-0.6, k - 0.4)
-            a.grid(axis="y", color="#e5e5e5", zorder=0)
-            for side in ("top", "right"):
-                a.spines[side].set_visible(False)
+    _draw_bytes_per_peer(axes[1][0], rows, xs, obs_c)
+    _draw_quiescence(axes[1][1], rows, xs)
+    _style_run_axes(axes, xs, labels, k)
     fig.legend(
         handles=[Patch(color=obs_c, label="observed"), Patch(color=exp_c, label="predicted (or upper bound)"),
                  Line2D([], [], color="#333333", marker="|", markersize=11, markeredgewidth=1.5, ls="",
@@ -392,14 +426,5 @@ def draw_comparison(rows: list[dict[str, Any]]):
         loc="upper right", ncol=3, fontsize=9, frameon=False, bbox_to_anchor=(1 - right / width, 1 - 0.12 / height),
     )
     fig.suptitle(f"Comparison of {k} runs", fontsize=13, x=left / width, ha="left", y=1 - 0.12 / height, va="top")
-    col_px = (width - left - right) / cols * fig.dpi - 12
-    for i, r in enumerate(rows):
-        c, line = divmod(i, legend_lines)
-        t = fig.text(left / width + c * (1 - (left + right) / width) / cols,
-                     (legend_h - 0.2 - 0.19 * line) / height, _legend_line(r, 10_000),
-                     fontsize=7.5, family="monospace", va="top", ha="left", color="#333333")
-        w = t.get_window_extent(renderer).width
-        if w > col_px:  # cut to what fits its column
-            text = t.get_text()
-            t.set_text(_legend_line(r, int(len(text) * col_px / w)))
+    _write_run_legend(fig, rows, renderer, (width, height, left, right), cols, legend_lines, legend_h)
     return fig

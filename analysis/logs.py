@@ -456,6 +456,54 @@ class EventLog:
     problems: list[LogProblem] = field(default_factory=list)
 
 
+def _parse_event(raw: bytes) -> tuple[dict[str, Any], Any, float]:
+    """Decode one events line into ``(record, ev, t)``; raises on a malformed record."""
+    rec = json.loads(raw)
+    if not isinstance(rec, dict):
+        raise ValueError("not an object")
+    ev = rec["ev"]
+    t = float(rec["t"])
+    return rec, ev, t
+
+
+def _apply_event(log: EventLog, probs: _Problems, i: int, rec: dict[str, Any], ev: Any, t: float) -> None:
+    """Record one well-formed event (line ``i``) in ``log``."""
+    if ev == "progress":
+        log.progress.append((t, int(rec["recv"]), int(rec["sent"])))
+    elif ev == "start":
+        if log.start is not None:
+            probs.add(i, "second start event (peer restarted, or two runs in one log)")
+        else:
+            log.start = rec
+    elif ev == "summary":
+        if log.summary is not None:
+            probs.add(i, "second summary event")
+        log.summary = rec
+    elif ev == "error":
+        log.errors.append(rec)
+    elif ev == "link_failed":
+        log.link_failures.append(rec)
+
+
+def _read_event_line(log: EventLog, probs: _Problems, i: int, raw: bytes, peer: int) -> None:
+    """Check and account one complete events line (line ``i``)."""
+    try:
+        rec, ev, t = _parse_event(raw)
+    except (ValueError, KeyError, TypeError, RecursionError) as e:
+        if raw.strip():
+            probs.add(i, f"malformed event ({str(e)[:60]}), skipped")
+        else:
+            probs.add(i, "empty line, skipped")
+        return
+    if rec.get("peer", peer) != peer:
+        probs.add(i, f"event of peer {rec.get('peer')!r} in peer {peer}'s log")
+    log.last_t = t if log.last_t is None else max(log.last_t, t)
+    try:
+        _apply_event(log, probs, i, rec, ev, t)
+    except (KeyError, TypeError, ValueError) as e:
+        probs.add(i, f"event {ev!r} lacks a field ({e}), skipped")
+
+
 def read_events(path: Path, peer: int) -> EventLog:
     path = Path(path)
     log = EventLog(peer=peer, file=path.name)
@@ -469,45 +517,12 @@ def read_events(path: Path, peer: int) -> EventLog:
         probs.add(None, f"cannot read: {e}")
         log.problems = probs.result()
         return log
-    i = 0
     with f:
         for i, raw in enumerate(f, start=1):
             if not raw.endswith(b"\n"):
                 probs.add(i, f"torn last line (no trailing newline, {len(raw)} bytes), skipped")
                 break
-            try:
-                rec = json.loads(raw)
-                if not isinstance(rec, dict):
-                    raise ValueError("not an object")
-                ev = rec["ev"]
-                t = float(rec["t"])
-            except (ValueError, KeyError, TypeError, RecursionError) as e:
-                if raw.strip():
-                    probs.add(i, f"malformed event ({str(e)[:60]}), skipped")
-                else:
-                    probs.add(i, "empty line, skipped")
-                continue
-            if rec.get("peer", peer) != peer:
-                probs.add(i, f"event of peer {rec.get('peer')!r} in peer {peer}'s log")
-            log.last_t = t if log.last_t is None else max(log.last_t, t)
-            try:
-                if ev == "progress":
-                    log.progress.append((t, int(rec["recv"]), int(rec["sent"])))
-                elif ev == "start":
-                    if log.start is not None:
-                        probs.add(i, "second start event (peer restarted, or two runs in one log)")
-                    else:
-                        log.start = rec
-                elif ev == "summary":
-                    if log.summary is not None:
-                        probs.add(i, "second summary event")
-                    log.summary = rec
-                elif ev == "error":
-                    log.errors.append(rec)
-                elif ev == "link_failed":
-                    log.link_failures.append(rec)
-            except (KeyError, TypeError, ValueError) as e:
-                probs.add(i, f"event {ev!r} lacks a field ({e}), skipped")
+            _read_event_line(log, probs, i, raw, peer)
     log.problems = probs.result()
     return log
 

@@ -382,10 +382,63 @@ def _totals_line(s: dict[str, Any]) -> str:
     )
 
 
+def _traffic_label_texts(analysis: Analysis, traffic: dict[Edge, tuple[int, int]]) -> dict[Edge, str]:
+    """Each link's label (bytes each way), or none at all when labels would not fit."""
+    texts: dict[Edge, str] = {}
+    if _labels_fit(analysis):
+        for (a, b), (ab, ba) in traffic.items():
+            if ab == ba:
+                texts[(a, b)] = fmt_bytes(ab) if ab else "no traffic"
+            else:
+                texts[(a, b)] = f"{a}→{b} {fmt_bytes(ab)}\n{b}→{a} {fmt_bytes(ba)}"
+    return texts
+
+
+def _draw_traffic_labels(ax, plan, texts: dict[Edge, str], true: set[Edge], label_font: float) -> None:
+    """Write the planned link labels: along their links, then radially outside the circle."""
+    box = {"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.92}
+    for (a, b), (x, y, ang) in plan.along.items():
+        ax.text(
+            x, y, texts[(a, b)], fontsize=label_font, ha="center", va="center", rotation=ang,
+            rotation_mode="anchor", zorder=5, linespacing=1.1,
+            color=EXTRA if (a, b) not in true else "#111111", bbox=box,
+        )
+    for (a, b), (th, rr, text) in plan.radial.items():
+        right = math.cos(th) >= -1e-9
+        ax.text(
+            rr * math.cos(th), rr * math.sin(th), text, fontsize=label_font,
+            ha="left" if right else "right", va="center",
+            rotation=math.degrees(th) + (0 if right else 180), rotation_mode="anchor",
+            zorder=5, linespacing=1.1, color=EXTRA if (a, b) not in true else "#111111", bbox=box,
+        )
+
+
+def _traffic_legend_handles(traffic: dict[Edge, tuple[int, int]], say_amount: bool, vmin: int, vmax: int,
+                            colour: Any, max_w: float, dead: bool, extra: bool) -> list[Any]:
+    """Legend entries for the traffic graph: the amount carried (when there is no colour bar),
+    links without traffic, and traffic outside the topology."""
+    from matplotlib.lines import Line2D
+
+    handles = []
+    if say_amount:
+        each = {x for ab_ba in traffic.values() for x in ab_ba if x}
+        if len(each) == 1:
+            what = f"every link carries {fmt_bytes(vmax // 2)} each way"
+        elif vmin == vmax:
+            what = f"every link carries {fmt_bytes(vmax)} (both ways)"
+        else:
+            what = f"links carry {fmt_bytes(vmin)} to {fmt_bytes(vmax)} (both ways)"
+        handles.append(Line2D([], [], color=colour, lw=max_w, label=what))
+    if dead:
+        handles.append(Line2D([], [], color=MISSING, lw=1.2, ls="--", label="link without traffic"))
+    if extra:
+        handles.append(Line2D([], [], color=EXTRA, lw=2, label="traffic outside the topology"))
+    return handles
+
+
 def draw_traffic(analysis: Analysis) -> Figure:
     from matplotlib import cm, colors
     from matplotlib.collections import LineCollection
-    from matplotlib.lines import Line2D
     from matplotlib.ticker import EngFormatter
 
     s = analysis.summary
@@ -406,13 +459,7 @@ def draw_traffic(analysis: Analysis) -> Figure:
     ax = fig.add_axes((0.02, 0.02, ax_w, ax_h))
     diam, font = _node_style(n, side)
     label_font = 8.0 if n <= 10 else 7.0 if n <= 30 else 6.0
-    texts: dict[Edge, str] = {}
-    if _labels_fit(analysis):
-        for (a, b), (ab, ba) in traffic.items():
-            if ab == ba:
-                texts[(a, b)] = fmt_bytes(ab) if ab else "no traffic"
-            else:
-                texts[(a, b)] = f"{a}→{b} {fmt_bytes(ab)}\n{b}→{a} {fmt_bytes(ba)}"
+    texts = _traffic_label_texts(analysis, traffic)
     axes_pt = min(ax_w * fig_w, ax_h * fig_h) * 72
     circular = _circular(analysis)
     pad = 0.22
@@ -442,41 +489,15 @@ def draw_traffic(analysis: Analysis) -> Figure:
         )
     _draw_nodes(ax, pos, range(n), diam, font)
 
-    box = {"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.92}
-    for (a, b), (x, y, ang) in plan.along.items():
-        ax.text(
-            x, y, texts[(a, b)], fontsize=label_font, ha="center", va="center", rotation=ang,
-            rotation_mode="anchor", zorder=5, linespacing=1.1,
-            color=EXTRA if (a, b) not in true else "#111111", bbox=box,
-        )
-    for (a, b), (th, rr, text) in plan.radial.items():
-        right = math.cos(th) >= -1e-9
-        ax.text(
-            rr * math.cos(th), rr * math.sin(th), text, fontsize=label_font,
-            ha="left" if right else "right", va="center",
-            rotation=math.degrees(th) + (0 if right else 180), rotation_mode="anchor",
-            zorder=5, linespacing=1.1, color=EXTRA if (a, b) not in true else "#111111", bbox=box,
-        )
+    _draw_traffic_labels(ax, plan, texts, true, label_font)
     if show_bar:
         cax = fig.add_axes((0.85, 0.2, 0.022, 0.55))
         cb = fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), cax=cax)
         cb.set_label("bytes over the link (both directions)", fontsize=9)
         cb.ax.yaxis.set_major_formatter(EngFormatter(unit="B"))
         cb.ax.tick_params(labelsize=8)
-    handles = []
-    if carried and not show_bar:
-        each = {x for ab_ba in traffic.values() for x in ab_ba if x}
-        if len(each) == 1:
-            what = f"every link carries {fmt_bytes(vmax // 2)} each way"
-        elif vmin == vmax:
-            what = f"every link carries {fmt_bytes(vmax)} (both ways)"
-        else:
-            what = f"links carry {fmt_bytes(vmin)} to {fmt_bytes(vmax)} (both ways)"
-        handles.append(Line2D([], [], color=cmap(1.0), lw=max_w, label=what))
-    if dead:
-        handles.append(Line2D([], [], color=MISSING, lw=1.2, ls="--", label="link without traffic"))
-    if any(e not in true for e in live):
-        handles.append(Line2D([], [], color=EXTRA, lw=2, label="traffic outside the topology"))
+    handles = _traffic_legend_handles(traffic, carried and not show_bar, vmin, vmax, cmap(1.0), max_w,
+                                      bool(dead), any(e not in true for e in live))
     if handles:
         ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, -0.02), fontsize=9, frameon=False)
     fig.suptitle(f"{analysis.name}: bytes per link ({s['protocol']})", fontsize=14, y=0.975)

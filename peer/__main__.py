@@ -77,20 +77,32 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(argv: list[str] | None = None) -> PeerConfig:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    data: dict = {}
-    if args.config:
-        try:
-            data = json.loads(args.config.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            parser.error(f"cannot read config {args.config}: {e}")
-    for key in ("id", "n", "protocol", "seed", "expect", "idle", "link_deadline", "max_runtime", "listen_fd", "control", "start_file", "redial",
-                "handshake_timeout", "fanout", "ttl", "exit_slot"):
+# Flags copied over the config file's values when given (argparse leaves the rest None).
+_FLAG_KEYS = ("id", "n", "protocol", "seed", "expect", "idle", "link_deadline", "max_runtime", "listen_fd", "control",
+              "start_file", "redial", "handshake_timeout", "fanout", "ttl", "exit_slot")
+
+
+def _read_config(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
+    """The ``--config`` JSON file as a dict ({} without one); exits via the parser if unreadable."""
+    if not args.config:
+        return {}
+    try:
+        return json.loads(args.config.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        parser.error(f"cannot read config {args.config}: {e}")
+        raise  # unreachable: parser.error exits
+
+
+def _apply_flags(args: argparse.Namespace, data: dict) -> None:
+    """Overwrite the config values with the flags that were given."""
+    for key in _FLAG_KEYS:
         value = getattr(args, key)
         if value is not None:
             data[key] = value
+
+
+def _take_addresses(args: argparse.Namespace, data: dict) -> tuple[dict, tuple[str, int], Path]:
+    """Pop neighbours, listen address and log directory out of ``data``; flags win over the config."""
     neighbours = {int(k): _address(v) for k, v in data.pop("neighbours", {}).items()}
     if args.neighbour is not None:
         neighbours = dict(args.neighbour)
@@ -98,6 +110,11 @@ def config_from_args(argv: list[str] | None = None) -> PeerConfig:
     data.pop("listen", None)
     log_dir = args.log_dir or Path(data.pop("log_dir", "logs"))
     data.pop("log_dir", None)
+    return neighbours, listen, log_dir
+
+
+def _normalise_paths_and_upload(parser: argparse.ArgumentParser, args: argparse.Namespace, data: dict) -> None:
+    """Turn the config's path strings into Paths and its upload text into (host, port)."""
     for key in ("control", "start_file"):
         if data.get(key) is not None:
             data[key] = Path(data[key])
@@ -108,6 +125,11 @@ def config_from_args(argv: list[str] | None = None) -> PeerConfig:
             data["upload"] = _address(str(data["upload"]))
         except argparse.ArgumentTypeError as e:
             parser.error(f"config upload: {e}")
+
+
+def _link_shapes(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                 data: dict) -> tuple[LinkShape, dict[int, LinkShape]]:
+    """The default link emulation and the per-neighbour ``--link-shape`` overrides; pops the shape keys."""
     try:
         base = LinkShape(**{k: float(getattr(args, k) if getattr(args, k) is not None else data.pop(k, 0.0))
                             for k in SHAPE_KEYS})
@@ -121,7 +143,19 @@ def config_from_args(argv: list[str] | None = None) -> PeerConfig:
             overrides[int(nbr)] = LinkShape.parse(text, base)
     except ValueError as e:
         parser.error(str(e))
-    data["shape"], data["link_shapes"] = base, overrides
+        raise  # unreachable: parser.error exits
+    return base, overrides
+
+
+def config_from_args(argv: list[str] | None = None) -> PeerConfig:
+    """Build the peer's config from the flags, on top of the ``--config`` file if given."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    data = _read_config(parser, args)
+    _apply_flags(args, data)
+    neighbours, listen, log_dir = _take_addresses(args, data)
+    _normalise_paths_and_upload(parser, args, data)
+    data["shape"], data["link_shapes"] = _link_shapes(parser, args, data)
     for required in ("id", "n"):
         if required not in data:
             parser.error(f"--{required} is required (flag or config)")

@@ -104,37 +104,19 @@ class Collector:
     # ---- one connection ----------------------------------------------------------------
 
     def _handle(self, sock: socket.socket, client: tuple) -> None:
+        """Serve one upload: read hello and files into staging, then store them all or nothing."""
         sock.settimeout(self.conn_timeout)
         who = f"{client[0]}:{client[1]}"
         staged: list[tuple[Path, Path]] = []
-        peer: int | None = None
         received = 0
         try:
-            magic, version, peer = HELLO.unpack(_read(sock, HELLO.size))
-            if magic != MAGIC:
-                peer = None
-                raise _Refuse("bad_magic", f"not an upload (starts with {magic!r})")
-            if version != VERSION:
-                raise _Refuse("bad_version", f"version {version}, expected {VERSION}")
+            peer = self._read_hello(sock)
             who = f"peer {peer} ({who})"
-            if self.expected is not None and peer not in self.expected:
-                raise _Refuse("unknown_peer", f"peer id {peer} is not in 0..{len(self.expected) - 1}")
-            while True:
-                (length,) = NAME_LEN.unpack(_read(sock, NAME_LEN.size))
-                if length == 0:
-                    break
-                if length > MAX_NAME:
-                    raise _Refuse("bad_name", f"name of {length} bytes")
-                raw = _read(sock, length)
-                try:
-                    name = raw.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise _Refuse("bad_name", f"name is not UTF-8: {raw[:60]!r}") from None
-                if not valid_name(name, peer):
-                    raise _Refuse("bad_name", f"refused file name {name!r} (expected {peer}.<suffix>, no path)")
-                (size,) = SIZE.unpack(_read(sock, SIZE.size))
-                if size > self.max_file:
-                    raise _Refuse("too_large", f"{name}: {size} bytes exceeds {self.max_file}")
+            self._check_known(peer)
+            # The loop stays here, not in a helper, so that ``received`` is current when a
+            # truncation is reported and ``staged`` is current for the cleanup in ``finally``.
+            while (header := self._read_file_header(sock, peer)) is not None:
+                name, size = header
                 tmp = self.out_dir / f".{name}.{secrets.token_hex(4)}.part"
                 staged.append((tmp, self.out_dir / name))
                 received += self._receive_file(sock, tmp, size)
@@ -142,12 +124,7 @@ class Collector:
                 os.replace(tmp, final)
             stored = len(staged)
             staged = []
-            with self._lock:
-                self.stats.uploads += 1
-                self.stats.files += stored
-                self.stats.bytes += received
-                self.stats.peers.add(peer)
-                complete = self.expected is not None and self.expected <= self.stats.peers
+            complete = self._record(peer, stored, received)
             self.log(f"stored {stored} file(s), {received} bytes from {who}")
             _send(sock, ACK_OK + COUNT.pack(stored))
             if complete:
@@ -163,11 +140,49 @@ class Collector:
         except OSError as e:
             self._error(f"upload from {who} failed: {type(e).__name__}: {e}; nothing stored")
         finally:
-            for tmp, _ in staged:
-                try:
-                    tmp.unlink()
-                except OSError:
-                    pass
+            _discard(staged)
+
+    def _read_hello(self, sock: socket.socket) -> int:
+        """Read the hello frame and return the uploading peer's id; refuse a wrong magic or version."""
+        magic, version, peer = HELLO.unpack(_read(sock, HELLO.size))
+        if magic != MAGIC:
+            raise _Refuse("bad_magic", f"not an upload (starts with {magic!r})")
+        if version != VERSION:
+            raise _Refuse("bad_version", f"version {version}, expected {VERSION}")
+        return peer
+
+    def _check_known(self, peer: int) -> None:
+        """Refuse a peer id outside the expected set (when one is set)."""
+        if self.expected is not None and peer not in self.expected:
+            raise _Refuse("unknown_peer", f"peer id {peer} is not in 0..{len(self.expected) - 1}")
+
+    def _read_file_header(self, sock: socket.socket, peer: int) -> tuple[str, int] | None:
+        """Read the next file's name and size; None at the end marker. Refuses bad names and sizes."""
+        (length,) = NAME_LEN.unpack(_read(sock, NAME_LEN.size))
+        if length == 0:
+            return None
+        if length > MAX_NAME:
+            raise _Refuse("bad_name", f"name of {length} bytes")
+        raw = _read(sock, length)
+        try:
+            name = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _Refuse("bad_name", f"name is not UTF-8: {raw[:60]!r}") from None
+        if not valid_name(name, peer):
+            raise _Refuse("bad_name", f"refused file name {name!r} (expected {peer}.<suffix>, no path)")
+        (size,) = SIZE.unpack(_read(sock, SIZE.size))
+        if size > self.max_file:
+            raise _Refuse("too_large", f"{name}: {size} bytes exceeds {self.max_file}")
+        return name, size
+
+    def _record(self, peer: int, stored: int, received: int) -> bool:
+        """Count a stored upload; True once every expected peer has uploaded."""
+        with self._lock:
+            self.stats.uploads += 1
+            self.stats.files += stored
+            self.stats.bytes += received
+            self.stats.peers.add(peer)
+            return self.expected is not None and self.expected <= self.stats.peers
 
     def _receive_file(self, sock: socket.socket, tmp: Path, size: int) -> int:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -231,6 +246,15 @@ def _send(sock: socket.socket, data: bytes) -> None:
         sock.sendall(data)
     except OSError:
         pass
+
+
+def _discard(staged: list[tuple[Path, Path]]) -> None:
+    """Remove staged part files of an upload that was not stored (best effort)."""
+    for tmp, _ in staged:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
 
 
 def _address(text: str) -> tuple[str, int]:

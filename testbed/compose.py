@@ -745,28 +745,14 @@ class ComposeRunner(Runner):
                 if sum(s in EXITED_STATES for s in states.values()) >= n:
                     self.timings["all_exited"] = now - t0
                     return
-            if rc is None and now > up_deadline:
-                raise RunnerError(f"`docker compose up -d` did not finish within {up_deadline - t0:.0f} s:\n{_tail(log)}")
-            if run_deadline is not None and now > run_deadline:
-                alive = sorted(p for p in ids if states.get(p) not in EXITED_STATES)
-                raise RunnerError(
-                    f"peers {alive[:10]}{'...' if len(alive) > 10 else ''} still not exited "
-                    f"{plan.spec.options.max_runtime_for(plan.spec.n):g} s + {RUN_MARGIN:g} s after start; stopped them"
-                )
+            _check_deadlines(plan, states, rc, now, t0, up_deadline, run_deadline, log)
             if now - progress_at >= progress_every:
                 progress_at = now
                 finished, delivered = read_progress(plan.log_dir, plan.spec.n)
                 if all_finished is None and finished >= n:
                     all_finished = now
-            if all_finished is not None and len(exited) < n and now - all_finished > exit_slots_span(n) + ENGINE_LAG:
-                alive = sorted(p for p in ids if states.get(p) not in EXITED_STATES)
-                raise EngineStuck(
-                    f"every peer wrote its summary {now - all_finished:.0f} s ago (the logs are complete: "
-                    f"`p2p analyse {plan.run_dir}`), but the Docker engine still lists {len(alive)} of their "
-                    f"containers as running ({alive[:10]}{'...' if len(alive) > 10 else ''}). The engine lost "
-                    "their exits or hangs: Docker 20.10 before 20.10.27 deadlocks when many containers on one "
-                    "network end at once (moby/moby#46661); if `docker ps` hangs, restart the Docker daemon"
-                )
+            if all_finished is not None:
+                _check_engine_exits(plan, states, len(exited), now, all_finished)
             if go is not None and not faults.done:
                 faults.poll(delivered=counter.count() if faults.needs_deliveries else max(delivered, counter.lines))
             running = sum(s == "running" for s in states.values())
@@ -787,18 +773,9 @@ class ComposeRunner(Runner):
                 f"compose {plan.spec.name}: {started}/{n} started, {running} running, {len(exited)} exited, "
                 f"{delivered:,} deliveries, {now - t0:.1f} s"
             )
-            # Until the next look at the containers: a pending delivery trigger is checked
-            # every fast_poll against the message logs, a time trigger when it is due.
             wake = time.monotonic() + self.poll
-            while go is not None and not faults.done and (left := wake - time.monotonic()) > 0:
-                due = faults.next_due()
-                if faults.needs_deliveries:
-                    time.sleep(min(fast_poll, left, due if due is not None else left))
-                elif due is not None and due < left:
-                    time.sleep(due)
-                else:
-                    break
-                faults.poll(delivered=counter.count() if faults.needs_deliveries else max(delivered, counter.lines))
+            if go is not None:
+                _poll_faults_until(wake, faults, counter, delivered, fast_poll)
             time.sleep(max(0.0, wake - time.monotonic()))
 
     def _cleanup(self, plan: RunPlan, base: list[str] | None, up: subprocess.Popen | None, log: Path,
@@ -949,3 +926,58 @@ class _ContainerDriver:
         container = self._container(peer)
         self.kill(peer)
         container.start()
+
+
+def _not_exited(plan: RunPlan, states: dict) -> list[int]:
+    """Ids of the plan's peers whose containers are not (known to be) exited, sorted."""
+    return sorted(p.id for p in plan.peers if states.get(p.id) not in EXITED_STATES)
+
+
+def _few(ids: list[int]) -> str:
+    """The first ten ids, with an ellipsis if there are more (for error messages)."""
+    return f"{ids[:10]}{'...' if len(ids) > 10 else ''}"
+
+
+def _check_deadlines(plan: RunPlan, states: dict, rc: int | None, now: float, t0: float, up_deadline: float,
+                     run_deadline: float | None, log: Path) -> None:
+    """Raise RunnerError if `docker compose up -d` or the peers overran their deadline."""
+    if rc is None and now > up_deadline:
+        raise RunnerError(f"`docker compose up -d` did not finish within {up_deadline - t0:.0f} s:\n{_tail(log)}")
+    if run_deadline is not None and now > run_deadline:
+        alive = _not_exited(plan, states)
+        raise RunnerError(
+            f"peers {_few(alive)} still not exited "
+            f"{plan.spec.options.max_runtime_for(plan.spec.n):g} s + {RUN_MARGIN:g} s after start; stopped them"
+        )
+
+
+def _check_engine_exits(plan: RunPlan, states: dict, exited: int, now: float, all_finished: float) -> None:
+    """Raise EngineStuck if every peer finished long ago but the engine still lists some running."""
+    n = len(plan.peers)
+    if exited < n and now - all_finished > exit_slots_span(n) + ENGINE_LAG:
+        alive = _not_exited(plan, states)
+        raise EngineStuck(
+            f"every peer wrote its summary {now - all_finished:.0f} s ago (the logs are complete: "
+            f"`p2p analyse {plan.run_dir}`), but the Docker engine still lists {len(alive)} of their "
+            f"containers as running ({_few(alive)}). The engine lost "
+            "their exits or hangs: Docker 20.10 before 20.10.27 deadlocks when many containers on one "
+            "network end at once (moby/moby#46661); if `docker ps` hangs, restart the Docker daemon"
+        )
+
+
+def _poll_faults_until(wake: float, faults: FaultScheduler, counter: DeliveryCounter, delivered: int,
+                       fast_poll: float) -> None:
+    """Until ``wake`` (the next look at the containers), fire the faults that come due.
+
+    A pending delivery trigger is checked every ``fast_poll`` against the message logs, a time
+    trigger when it is due; returns early when neither can fire before ``wake``.
+    """
+    while not faults.done and (left := wake - time.monotonic()) > 0:
+        due = faults.next_due()
+        if faults.needs_deliveries:
+            time.sleep(min(fast_poll, left, due if due is not None else left))
+        elif due is not None and due < left:
+            time.sleep(due)
+        else:
+            break
+        faults.poll(delivered=counter.count() if faults.needs_deliveries else max(delivered, counter.lines))

@@ -109,6 +109,38 @@ def _labels(obj) -> dict[str, str]:
     return {}
 
 
+def _remove_services(client, run_id: str, flt: dict[str, str]) -> int:
+    """Remove the run's services (already gone ones are skipped); how many were removed."""
+    try:
+        services = [s for s in client.services.list(filters=flt) if _labels(s).get(RUN_LABEL) == run_id]
+    except DOCKER_ERRORS as e:
+        raise RunnerError(f"cannot list services labelled {flt['label']}: {e}") from e
+    removed = 0
+    for s in services:
+        try:
+            s.remove()
+            removed += 1
+        except docker.errors.NotFound:
+            pass
+        except DOCKER_ERRORS as e:
+            raise RunnerError(f"cannot remove service {s.name}: {e}") from e
+    return removed
+
+
+def _remove_networks(networks: list) -> tuple[int, list[str]]:
+    """Try to remove ``networks``: how many went, and a description of each still in use."""
+    removed, busy = 0, []
+    for net in networks:
+        try:
+            net.remove()
+            removed += 1
+        except docker.errors.NotFound:
+            pass
+        except DOCKER_ERRORS as e:  # endpoints still being released on some node
+            busy.append(f"network {net.name} ({e})")
+    return removed, busy
+
+
 def clean_swarm(client, run_id: str, timeout: float = REMOVE_TIMEOUT) -> dict[str, int]:
     """Remove the services, then containers and networks labelled ``p2p.run=<run_id>``; counts removed.
 
@@ -120,18 +152,7 @@ def clean_swarm(client, run_id: str, timeout: float = REMOVE_TIMEOUT) -> dict[st
     flt = {"label": f"{RUN_LABEL}={run_id}"}
     removed = {"services": 0, "containers": 0, "networks": 0, "volumes": 0}
     end = time.monotonic() + timeout
-    try:
-        services = [s for s in client.services.list(filters=flt) if _labels(s).get(RUN_LABEL) == run_id]
-    except DOCKER_ERRORS as e:
-        raise RunnerError(f"cannot list services labelled {flt['label']}: {e}") from e
-    for s in services:
-        try:
-            s.remove()
-            removed["services"] += 1
-        except docker.errors.NotFound:
-            pass
-        except DOCKER_ERRORS as e:
-            raise RunnerError(f"cannot remove service {s.name}: {e}") from e
+    removed["services"] += _remove_services(client, run_id, flt)
     left: list[str] = []
     while True:
         left = []
@@ -148,14 +169,9 @@ def clean_swarm(client, run_id: str, timeout: float = REMOVE_TIMEOUT) -> dict[st
             containers = client.containers.list(all=True, filters=flt, sparse=True)
         left += [f"container {c.id[:12]}" for c in containers]
         if not containers:
-            for net in networks:
-                try:
-                    net.remove()
-                    removed["networks"] += 1
-                except docker.errors.NotFound:
-                    pass
-                except DOCKER_ERRORS as e:  # endpoints still being released on some node
-                    left.append(f"network {net.name} ({e})")
+            gone, busy = _remove_networks(networks)
+            removed["networks"] += gone
+            left += busy
         else:
             left += [f"network {n.name}" for n in networks]
         if not left:

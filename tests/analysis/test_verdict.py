@@ -151,7 +151,7 @@ def test_a_restart_is_a_new_incarnation_that_authors_again(build_run):
     # The second incarnation of 2 floods its message once more: every path from 2 is logged twice.
     import networkx as nx
 
-    from tests.analysis.conftest import flood  # noqa: PLC0415 - the fixture's own oracle
+    from tests.analysis.conftest import flood  # the fixture's own oracle
 
     again = {p: [ln for ln in lines if json.loads(ln)["id"] == 2] for p, lines in flood(nx.cycle_graph(4)).items()}
     for p, lines in again.items():
