@@ -1,0 +1,23 @@
+"""Functions a reader can hold in their head: none in the product packages is longer than
+MAX_LINES (ruff holds their complexity at 15, pyproject.toml)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("peer", "generator", "testbed", "analysis")
+MAX_LINES = 90
+
+
+def test_no_function_is_longer_than_the_limit():
+    long = []
+    for pkg in PACKAGES:
+        for path in sorted((ROOT / pkg).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    size = node.end_lineno - node.lineno + 1
+                    if size > MAX_LINES:
+                        long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({size} lines)")
+    assert long == []
