@@ -9,12 +9,12 @@ from testbed.base import Progress, prepare_run
 from testbed.local import LocalRunner
 
 
-def run_with_faults(tmp_path, topology, n, faults, **opts):
+def run_with_faults(tmp_path, topology, n, faults, stagger=0.0, **opts):
     spec = RunSpec.parse(topology, n, faults=tuple(Fault.parse(f) for f in faults),
                          options=PeerOptions(**{"link_deadline": 2.0, "idle": 1.0, **opts}))
     prediction = expect_for(spec, 2_000_000, False, Progress(interval=60).message)
     plan = prepare_run(spec, tmp_path, prediction)
-    result = LocalRunner().run(plan, Progress(interval=60))
+    result = LocalRunner(stagger=stagger).run(plan, Progress(interval=60))
     return plan, prediction, result
 
 
@@ -23,7 +23,8 @@ def received(log_dir: Path, n: int) -> dict[int, list[bytes]]:
 
 
 def test_peer_killed_before_it_authors_leaves_exactly_mesh_4(tmp_path):
-    plan, prediction, result = run_with_faults(tmp_path, "mesh", 5, ["kill:4@0"])
+    # Peers started 0.2 s apart (a loaded machine): the survivors are up long before the last one.
+    plan, prediction, result = run_with_faults(tmp_path, "mesh", 5, ["kill:4@0"], stagger=0.2)
     assert prediction.deliveries == 60
     logs = received(plan.log_dir, 5)
     assert sum(map(len, logs.values())) == 60
@@ -32,6 +33,14 @@ def test_peer_killed_before_it_authors_leaves_exactly_mesh_4(tmp_path):
     assert result.exit_codes[4] != 0 and all(result.exit_codes[p] == 2 for p in range(4))
     assert all("never came up" in (plan.log_dir / f"{p}.stderr.txt").read_text() for p in range(4))
     assert "kill:4@0" in (plan.run_dir / "faults.jsonl").read_text()
+    # Peer 4 was gone before anyone dialed: no survivor ever took a link to it for up (a dial
+    # caught in its listening socket's backlog would make the survivor author early and give up
+    # before the others' messages, sent at their link deadlines, arrived).
+    import json
+
+    for p in range(4):
+        recs = [json.loads(x) for x in (plan.log_dir / f"{p}.events.jsonl").read_text().splitlines()]
+        assert not any(r["ev"] == "link_up" and r["nbr"] == 4 for r in recs), p
 
 
 def test_peer_killed_mid_run_loses_some_deliveries_and_the_rest_finish(tmp_path):
