@@ -140,6 +140,14 @@ def update_latest(runs_root: Path, run_id: str) -> None:
     os.replace(tmp, link)
 
 
+def tail_of(path: Path, lines: int = 15) -> str:
+    """The last ``lines`` lines of a text file (a tool's output for an error message); '' if unreadable."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
 def read_progress(log_dir: Path, n: int) -> tuple[int, int]:
     """(peers that wrote their summary, deliveries so far) from the tails of the event logs."""
     finished = delivered = 0

@@ -17,11 +17,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,8 +44,19 @@ from generator.render import (
     write_env,
 )
 from generator.spec import RunSpec
-from testbed.base import DeliveryCounter, Progress, Runner, RunnerError, RunPlan, RunResult, prepare_run, read_progress
+from testbed.base import (
+    DeliveryCounter,
+    Progress,
+    Runner,
+    RunnerError,
+    RunPlan,
+    RunResult,
+    prepare_run,
+    read_progress,
+    tail_of,
+)
 from testbed.faults import FAULT_POLL, FaultScheduler
+from testbed.signals import signals_ignored, sigterm_interrupts
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BUILD_SCRIPT = REPO_ROOT / "docker" / "build-image.sh"
@@ -357,48 +367,6 @@ def clean_by_label(client, run_id: str | None = None) -> dict[str, int]:
     return removed
 
 
-def _in_main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
-
-
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """While the containers exist, SIGTERM (e.g. `timeout`, `kill`) cleans up like Ctrl-C does."""
-    if not _in_main_thread():
-        yield
-        return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    old = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
-
-
-@contextlib.contextmanager
-def _signals_ignored() -> Iterator[None]:
-    """Let clean-up finish: ignore Ctrl-C and SIGTERM meanwhile (children started here inherit that)."""
-    if not _in_main_thread():
-        yield
-        return
-    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
 # ---- following containers --------------------------------------------------------------
 
 # Order of a container's life, so that a listing (a snapshot taken a while ago) never
@@ -651,7 +619,7 @@ class ComposeRunner(Runner):
     # -- the run ---------------------------------------------------------------------------
 
     def run(self, plan: RunPlan, progress: Progress) -> RunResult:
-        with _sigterm_interrupts():
+        with sigterm_interrupts():
             return self._run(plan, progress)
 
     def _run(self, plan: RunPlan, progress: Progress) -> RunResult:
@@ -728,7 +696,7 @@ class ComposeRunner(Runner):
             now = time.monotonic()
             if rc is not None and "up_returned" not in self.timings:
                 if rc != 0:
-                    raise RunnerError(f"`docker compose up -d` failed (exit {rc}):\n{_tail(log)}")
+                    raise RunnerError(f"`docker compose up -d` failed (exit {rc}):\n{tail_of(log)}")
                 self.timings["up_returned"] = now - t0
                 run_deadline = now + plan.spec.options.max_runtime_for(plan.spec.n) + RUN_MARGIN + exit_slots_span(plan.spec.n)
                 last_change = now
@@ -782,7 +750,7 @@ class ComposeRunner(Runner):
                  progress: Progress) -> str | None:
         """Stop `up`, `docker compose down -v`, then sweep by label; a problem description or None."""
         problems = []
-        with _signals_ignored():
+        with signals_ignored():
             if up is not None and up.poll() is None:
                 up.terminate()
                 try:
@@ -942,7 +910,7 @@ def _check_deadlines(plan: RunPlan, states: dict, rc: int | None, now: float, t0
                      run_deadline: float | None, log: Path) -> None:
     """Raise RunnerError if `docker compose up -d` or the peers overran their deadline."""
     if rc is None and now > up_deadline:
-        raise RunnerError(f"`docker compose up -d` did not finish within {up_deadline - t0:.0f} s:\n{_tail(log)}")
+        raise RunnerError(f"`docker compose up -d` did not finish within {up_deadline - t0:.0f} s:\n{tail_of(log)}")
     if run_deadline is not None and now > run_deadline:
         alive = _not_exited(plan, states)
         raise RunnerError(

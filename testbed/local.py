@@ -10,7 +10,6 @@ gets SIGKILL when the runner dies however it dies (PR_SET_PDEATHSIG), paused or 
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import random
@@ -18,9 +17,8 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import peer as peer_package
@@ -36,6 +34,7 @@ from testbed.base import (
     read_progress,
 )
 from testbed.faults import FAULT_POLL, FaultScheduler
+from testbed.signals import signals_ignored, sigterm_interrupts
 
 # The directory that holds the ``peer`` package, so ``python -m peer`` works from any cwd.
 PEER_ROOT = str(Path(peer_package.__file__).resolve().parent.parent)
@@ -61,7 +60,7 @@ class LocalRunner(Runner):
         self.order_seed = order_seed
 
     def run(self, plan: RunPlan, progress: Progress) -> RunResult:
-        with _sigterm_interrupts():  # `kill`/`timeout` clean up like Ctrl-C
+        with sigterm_interrupts():  # `kill`/`timeout` clean up like Ctrl-C
             return self._run(plan, progress)
 
     def _run(self, plan: RunPlan, progress: Progress) -> RunResult:
@@ -138,7 +137,7 @@ class LocalRunner(Runner):
         finally:
             for s in sockets:
                 s.close()
-            with _signals_ignored():  # let the peers be stopped even on a second Ctrl-C / SIGTERM
+            with signals_ignored():  # let the peers be stopped even on a second Ctrl-C / SIGTERM
                 driver.resume_all()  # a frozen peer cannot handle SIGTERM
                 _stop(procs)
             progress.done()
@@ -216,38 +215,6 @@ class _SignalDriver:
             self.procs[peer] = self.runner._spawn(self.plan, plan_peer, sock, self.ports, self.env)
         finally:
             sock.close()
-
-
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """While peers run, SIGTERM (``kill``, ``timeout``) raises KeyboardInterrupt, so the run
-    stops its peers as on Ctrl-C; the previous handler is back afterwards."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread can set handlers
-        return
-
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    old = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
-
-
-@contextlib.contextmanager
-def _signals_ignored() -> Iterator[None]:
-    """Ignore Ctrl-C and SIGTERM while the peers are being stopped (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
 
 
 _PR_SET_PDEATHSIG = 1

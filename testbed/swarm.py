@@ -40,19 +40,17 @@ from generator.render_stack import (
     render_stack,
     stack_name,
 )
-from testbed.base import Progress, Runner, RunnerError, RunPlan, RunResult, read_progress
+from testbed.base import Progress, Runner, RunnerError, RunPlan, RunResult, read_progress, tail_of
 from testbed.compose import (
     BUILD_SCRIPT,
     DOCKER_ERRORS,
     ComposeRunner,
-    _signals_ignored,
-    _sigterm_interrupts,
-    _tail,
     clean_by_label,
     docker_client,
     own_log_dir,
     refuse_faults,
 )
+from testbed.signals import signals_ignored, sigterm_interrupts
 
 SWARM_INIT_HINT = "docker swarm init --advertise-addr 127.0.0.1"
 DEPLOY_TIMEOUT = 120.0  # seconds for `docker stack deploy` to return (it does not wait for tasks)
@@ -272,7 +270,7 @@ class SwarmRunner(Runner):
             except (OSError, subprocess.TimeoutExpired) as e:
                 raise RunnerError(f"`{' '.join(cmd)}` failed: {e}") from e
         if rc != 0:
-            raise RunnerError(f"`docker stack deploy` failed (exit {rc}):\n{_tail(log)}")
+            raise RunnerError(f"`docker stack deploy` failed (exit {rc}):\n{tail_of(log)}")
 
     def remove_stack(self, stack: str, log: Path) -> str | None:
         """``docker stack rm``; a problem description or None."""
@@ -351,7 +349,7 @@ class SwarmRunner(Runner):
     # -- the run -----------------------------------------------------------------------------
 
     def run(self, plan: RunPlan, progress: Progress) -> RunResult:
-        with _sigterm_interrupts():
+        with sigterm_interrupts():
             return self._run(plan, progress)
 
     def _run(self, plan: RunPlan, progress: Progress) -> RunResult:
@@ -471,7 +469,7 @@ class SwarmRunner(Runner):
     def _cleanup(self, plan: RunPlan, stack: str | None, log: Path, progress: Progress) -> str | None:
         """``docker stack rm`` then the label sweep; a problem description or None."""
         problems = []
-        with _signals_ignored():
+        with signals_ignored():
             t = time.monotonic()
             if stack is not None:
                 problem = self.remove_stack(stack, log)
