@@ -1,15 +1,14 @@
 """A real peer against scripted fake neighbours on loopback (port 0)."""
 
 import asyncio
-import json
 import os
-import socket
 import time
 
 import pytest
 
-from peer.node import Peer, PeerConfig, exit_slot_wait
+from peer.node import exit_slot_wait
 from peer.wire import HEADER, encode_frame, encode_handshake, encode_payload
+from tests.peer.support import bad_client_run, events, listening_socket, make_peer
 
 
 async def read_frames(reader, count):
@@ -18,22 +17,6 @@ async def read_frames(reader, count):
         size = HEADER.unpack(await reader.readexactly(4))[0]
         frames.append(await reader.readexactly(size))
     return frames
-
-
-def listening_socket():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    s.listen()
-    return s
-
-
-def make_peer(tmp_path, me, n, neighbours, sock, **kw):
-    cfg = PeerConfig(id=me, n=n, neighbours=neighbours, log_dir=tmp_path, listen_fd=sock.detach(), **kw)
-    return Peer(cfg)
-
-
-def events(tmp_path, peer_id):
-    return [json.loads(line) for line in (tmp_path / f"{peer_id}.events.jsonl").read_text().splitlines()]
 
 
 async def line_topology_exchange(tmp_path):
@@ -83,20 +66,6 @@ def test_peer_floods_and_forwards_exactly(tmp_path):
     summary = events(tmp_path, 1)[-1]
     assert summary["ev"] == "summary" and summary["exit_reason"] == "expected"
     assert (summary["recv"], summary["sent"], summary["recv_bytes"], summary["sent_bytes"]) == (2, 4, 46, 96)
-
-
-async def bad_client_run(tmp_path, payload_bytes):
-    sock1 = listening_socket()
-    port1 = sock1.getsockname()[1]
-    peer = make_peer(tmp_path, 1, 2, {0: ("127.0.0.1", 0)}, sock1, idle=0.3, link_deadline=30)
-    run = asyncio.create_task(peer.run())
-    reader, writer = await asyncio.open_connection("127.0.0.1", port1)
-    writer.write(encode_handshake(0) + payload_bytes)
-    writer.write_eof()  # "truncated" is EOF inside a frame; the other errors are caught before EOF
-    await writer.drain()
-    await asyncio.wait_for(reader.read(), 5)  # the peer drops the connection
-    writer.close()
-    return await asyncio.wait_for(run, 10)
 
 
 @pytest.mark.parametrize("data,reason", [

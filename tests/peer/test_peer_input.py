@@ -18,34 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from peer.node import EXIT_ERROR, Peer, PeerConfig
+from peer.node import EXIT_ERROR
 from peer.wire import HEADER, encode_frame, encode_handshake, encode_payload
+from tests.peer.support import bad_client_run, events, finish_as_peer_0, listening_socket, make_peer, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def listening_socket():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    s.listen(128)
-    return s
-
-
-def make_peer(tmp_path, me, n, neighbours, sock, **kw):
-    cfg = PeerConfig(id=me, n=n, neighbours=neighbours, log_dir=tmp_path, listen_fd=sock.detach(), **kw)
-    return Peer(cfg)
-
-
-def events(tmp_path, peer_id):
-    return [json.loads(line) for line in (tmp_path / f"{peer_id}.events.jsonl").read_text().splitlines()]
-
-
-async def wait_until(condition, timeout=10.0):
-    end = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > end:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 # ---- non-canonical frames ----------------------------------------------------------------
@@ -111,19 +88,6 @@ def test_non_canonical_frames_are_logged_in_canonical_form_and_counted(tmp_path)
 HUGE = b"1" * 5000  # int() refuses strings of more than 4300 digits (ValueError)
 
 
-async def bad_client_run(tmp_path, payload_bytes):
-    sock1 = listening_socket()
-    port1 = sock1.getsockname()[1]
-    peer = make_peer(tmp_path, 1, 2, {0: ("127.0.0.1", 0)}, sock1, idle=0.3, link_deadline=30)
-    run = asyncio.create_task(peer.run())
-    reader, writer = await asyncio.open_connection("127.0.0.1", port1)
-    writer.write(encode_handshake(0) + payload_bytes)
-    await writer.drain()
-    await asyncio.wait_for(reader.read(), 5)  # the peer drops the connection
-    writer.close()
-    return await asyncio.wait_for(run, 10)
-
-
 @pytest.mark.parametrize("payload,reason", [
     (b'{"id":' + HUGE + b',"hops":[0]}', "bad_id"),  # canonical form: the regex path
     (b'{"id":0,"hops":[0,' + HUGE + b"]}", "bad_hops"),
@@ -163,12 +127,7 @@ async def flood_run(tmp_path, connections, handshake):
     for start in range(0, connections, 25):
         await asyncio.gather(*(one() for _ in range(min(25, connections - start))))
     await wait_until(lambda: peer.errors == connections)
-    reader0, writer0 = await asyncio.open_connection("127.0.0.1", port1)
-    writer0.write(encode_handshake(0) + encode_frame(encode_payload(0, [0])))
-    await writer0.drain()
-    code = await asyncio.wait_for(run, 10)
-    writer0.close()
-    return code
+    return await finish_as_peer_0(port1, run)
 
 
 def test_a_connection_flood_writes_aggregated_error_records(tmp_path, capsys):
@@ -225,12 +184,7 @@ async def abandoned_run(tmp_path, silent_closes, resets):
     mute = socket.create_connection(("127.0.0.1", port1))  # silent until the handshake timeout: an error
     await wait_until(lambda: peer.errors + getattr(peer, "abandoned", 0) == silent_closes + resets + 2)
     mute.close()
-    reader0, writer0 = await asyncio.open_connection("127.0.0.1", port1)
-    writer0.write(encode_handshake(0) + encode_frame(encode_payload(0, [0])))
-    await writer0.drain()
-    code = await asyncio.wait_for(run, 10)
-    writer0.close()
-    return code
+    return await finish_as_peer_0(port1, run)
 
 
 def test_connections_gone_before_their_first_byte_are_abandoned_not_errors(tmp_path, capsys):
