@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis._util import AnalysisError, atomic_write, dump_json, fmt_bytes, fmt_int, fmt_seconds, table
+from analysis.model import VERDICTS, verdict_of
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,6 @@ def _load(run_dir: Path, reanalyse: bool, say: Callable[[str], Any]) -> dict[str
     return analyse(run_dir, plots=False, progress=say).summary
 
 
-VERDICTS = ("OK", "EXPLAINED", "NOT OK", "NOT CHECKED")
 VERDICT_NOTE = {
     "OK": "observed equals an exact prediction, nothing unexplained",
     "EXPLAINED": "below an upper bound (faults or emulated loss), every shortfall explained by them",
@@ -46,26 +46,6 @@ VERDICT_NOTE = {
 }
 EMULATION_KEYS = ("latency", "jitter", "loss", "bandwidth")
 TEXT_WIDTH = 120  # the settings table wraps its long cells to stay within this
-
-
-def verdict_of(s: dict[str, Any]) -> tuple[str, bool]:
-    """``(verdict, explained)`` of a summary: its own, or derived for a summary.json
-    written before the analysis stored them."""
-    verdict = s.get("verdict")
-    if verdict is None:
-        exp = s.get("expected_deliveries")
-        if s.get("ok"):
-            verdict = "OK"
-        elif exp is None:
-            verdict = "NOT CHECKED"
-        elif s.get("prediction") == "upper_bound" and s["deliveries"] <= exp:
-            verdict = "EXPLAINED"
-        else:
-            verdict = "NOT OK"
-    explained = s.get("explained")
-    if explained is None:
-        explained = verdict in ("OK", "EXPLAINED")
-    return verdict, bool(explained)
 
 
 def emulation_of(spec: dict[str, Any] | None) -> dict[str, Any]:

@@ -52,3 +52,23 @@ class Analysis:
     def name(self) -> str:
         """``mesh-5`` style label."""
         return f"{self.topology}-{self.n}"
+
+
+def verdict_of(s: dict[str, Any]) -> tuple[str, bool]:
+    """``(verdict, explained)`` of a summary: its own, or derived for a summary.json
+    written before the analysis stored them."""
+    verdict = s.get("verdict")
+    if verdict is None:
+        exp = s.get("expected_deliveries")
+        if s.get("ok"):
+            verdict = "OK"
+        elif exp is None:
+            verdict = "NOT CHECKED"
+        elif s.get("prediction") == "upper_bound" and s["deliveries"] <= exp:
+            verdict = "EXPLAINED"
+        else:
+            verdict = "NOT OK"
+    explained = s.get("explained")
+    if explained is None:
+        explained = verdict in ("OK", "EXPLAINED")
+    return verdict, bool(explained)

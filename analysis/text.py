@@ -6,16 +6,16 @@ from collections.abc import Callable
 from typing import Any
 
 from analysis._util import fmt_bytes, fmt_int, fmt_seconds, table
-from analysis.model import Analysis
+from analysis.model import Analysis, verdict_of
 
 
 def verdict_text(s: dict[str, Any]) -> str:
-    verdict = s.get("verdict")
+    verdict, _ = verdict_of(s)
     if verdict == "EXPLAINED":
         return "EXPLAINED (below the upper bound; every shortfall explained by a fault or a lossy link)"
     if verdict == "NOT CHECKED":
         return "NOT CHECKED (no prediction)"
-    return verdict or ("OK" if s["ok"] else "NOT OK")
+    return verdict
 
 
 def _vs(obs: int, exp: int | None, fmt: Callable[[Any], str] = fmt_int, bound: bool = False) -> str:
