@@ -55,6 +55,24 @@ class FaultContext:
     # faults of the spec that never fired (their trigger was not reached)
     not_fired: tuple[str, ...] = ()
 
+    # Lookups made once from ``applied``: the first fault that acted on each peer, the first
+    # partition of each edge (u < v). A run's missing deliveries ask them once per path.
+    _by_peer: dict[int, tuple[int, str]] = field(init=False, repr=False, compare=False)  # (firing order, fault)
+    _by_edge: dict[Edge, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_peer: dict[int, tuple[int, str]] = {}
+        by_edge: dict[Edge, str] = {}
+        for i, a in enumerate(self.applied):
+            if a.fault.action in PEER_FAULTS:
+                for p in a.fault.peers:
+                    by_peer.setdefault(p, (i, str(a.fault)))
+            elif a.fault.action == "partition":
+                for u, v in a.fault.edges:
+                    by_edge.setdefault((min(u, v), max(u, v)), str(a.fault))
+        object.__setattr__(self, "_by_peer", by_peer)
+        object.__setattr__(self, "_by_edge", by_edge)
+
     @property
     def any(self) -> bool:
         return bool(self.applied or self.lossy_everywhere or any(self.lossy.values()))
@@ -62,7 +80,7 @@ class FaultContext:
     @property
     def peers(self) -> frozenset[int]:
         """Peers some fault acted on (killed, restarted, paused)."""
-        return frozenset(p for a in self.applied if a.fault.action in PEER_FAULTS for p in a.fault.peers)
+        return frozenset(self._by_peer)
 
     @property
     def restarts(self) -> Counter:
@@ -71,18 +89,15 @@ class FaultContext:
 
     def peer_fault(self, *peers: int) -> str | None:
         """The first applied fault that acted on any of ``peers``."""
-        wanted = set(peers)
-        for a in self.applied:
-            if a.fault.action in PEER_FAULTS and wanted.intersection(a.fault.peers):
-                return str(a.fault)
-        return None
+        found = [self._by_peer[p] for p in peers if p in self._by_peer]
+        return min(found)[1] if found else None
 
     def edge_fault(self, u: int, v: int) -> str | None:
         """The first applied partition of edge u-v, else its emulated loss."""
         e = (u, v) if u < v else (v, u)
-        for a in self.applied:
-            if a.fault.action == "partition" and e in {tuple(sorted(x)) for x in a.fault.edges}:
-                return str(a.fault)
+        found = self._by_edge.get(e)
+        if found:
+            return found
         loss = self.lossy.get(e, self.lossy_everywhere)
         return f"loss={loss:g} on link {e[0]}-{e[1]}" if loss else None
 

@@ -105,11 +105,12 @@ def missing_report(graph: nx.Graph, log_dir: Path, n: int, ctx: FaultContext | N
         return None
     observed, repeats = observed_deliveries(log_dir, sorted(graph.nodes), n)
     restarts = ctx.restarts
+    missing, unexpected = sorted(expected - observed), sorted(observed - expected)
 
     def entries():
-        for key in sorted(expected - observed):
+        for key in missing:
             yield _entry("missing", key, ctx.path([*key[1], key[0]]))
-        for key in sorted(observed - expected):
+        for key in unexpected:
             yield _entry("unexpected", key, None)
         for key, times in sorted(repeats.items()):
             author = key[1][0]
@@ -131,7 +132,7 @@ def missing_report(graph: nx.Graph, log_dir: Path, n: int, ctx: FaultContext | N
                 by_reason[e["explained_by"]] += times
             yield e
 
-    listed = len(expected - observed) + len(observed - expected) + len(repeats)
+    listed = len(missing) + len(unexpected) + len(repeats)
     listing = None
     if out_dir is not None:
         listing = _write_listing(Path(out_dir), counted(), gz=listed > GZIP_FROM)
