@@ -114,7 +114,7 @@ def _predict_gossip(graph: nx.Graph, spec: RunSpec, cap: int, family: str | None
     if spec.seed is None:
         return ProtocolPrediction("gossip", None, None, None, None, gossip_bound(graph, fanout),
                                   note="no seed: choices do not replay")
-    per_edge = simulate_gossip(graph, full_graph or graph, spec.n, spec.seed, fanout, cap)
+    per_edge = replay(graph, full_graph or graph, spec, cap)
     return _exact("gossip", _prediction(per_edge), f"fanout {fanout}, seed {spec.seed}, replayed")
 
 
@@ -162,7 +162,7 @@ def predict_flood(graph: nx.Graph, cap: int = DEFAULT_CAP) -> ProtocolPrediction
     )
 
 
-# ---- gossip --------------------------------------------------------------------
+# ---- gossip, and any protocol whose choices replay --------------------------------------------------------------------
 
 
 def gossip_bound(graph: nx.Graph, fanout: int) -> int:
@@ -172,17 +172,18 @@ def gossip_bound(graph: nx.Graph, fanout: int) -> int:
     return n * per_author
 
 
-def simulate_gossip(
-    graph: nx.Graph, neighbours_of: nx.Graph, n: int, seed: int, fanout: int, cap: int = DEFAULT_CAP
-) -> dict[tuple[int, int], Flow]:
-    """Replay every peer's gossip decisions (the peers' own code) copy by copy.
+def replay(graph: nx.Graph, neighbours_of: nx.Graph, spec: RunSpec, cap: int = DEFAULT_CAP) -> dict[tuple[int, int], Flow]:
+    """Replay every peer's decisions with the peers' own protocol code, copy by copy.
 
-    Peers choose among their neighbours in ``neighbours_of`` (the full topology: a peer
-    also picks a neighbour that is dead); frames travel only over edges of ``graph``.
+    Exact for any protocol whose choices depend only on (seed, peer, hop list), not on
+    arrival order (gossip; any deterministic one). Peers choose among their neighbours in
+    ``neighbours_of`` (the full topology: a peer also picks a neighbour that is dead);
+    frames travel only over edges of ``graph``.
     """
-    from peer.protocols import Gossip
+    from peer.protocols import PROTOCOLS
 
-    protos = {v: Gossip(v, list(neighbours_of.neighbors(v)), n, seed, fanout=fanout) for v in graph.nodes}
+    cls, params = PROTOCOLS[spec.protocol], spec.protocol_params()
+    protos = {v: cls(v, list(neighbours_of.neighbors(v)), spec.n, spec.seed, **params) for v in graph.nodes}
     frames: dict[tuple[int, int], int] = defaultdict(int)
     nbytes: dict[tuple[int, int], int] = defaultdict(int)
     count = 0
@@ -195,7 +196,7 @@ def simulate_gossip(
                 continue
             count += 1
             if count > cap:
-                raise PredictionTooLarge(f"more than {cap:,} deliveries predicted (gossip copies replayed)")
+                raise PredictionTooLarge(f"more than {cap:,} deliveries predicted ({spec.protocol} copies replayed)")
             frames[(u, v)] += 1
             nbytes[(u, v)] += 4 + len(payload)
             fwd, targets = protos[v].receive(a, hops, payload, True)
