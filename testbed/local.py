@@ -94,7 +94,8 @@ class LocalRunner(Runner):
             backend=self.name,
         )
 
-    def clean_up(self, plan: RunPlan, progress: Progress) -> None:
+    def clean_up(self, plan: RunPlan, progress: Progress) -> str | None:
+        """Close the sockets not handed over; stop the peers still running (resumed first)."""
         for s in self._sockets:
             s.close()
         with signals_ignored():  # let the peers be stopped even on a second Ctrl-C / SIGTERM
