@@ -41,18 +41,10 @@ from generator.predict import predict  # noqa: E402
 from generator.render import container_user  # noqa: E402
 from generator.spec import RunSpec  # noqa: E402
 from testbed.base import Progress, RunnerError, prepare_run  # noqa: E402
-from testbed.compose import (  # noqa: E402
-    COMPOSE_PARALLEL,
-    EXITED_STATES,
-    START_FILE,
-    STARTED_STATES,
-    ComposeRunner,
-    ContainerWatch,
-    clean_by_label,
-    own_log_dir,
-    parallel_args,
-    render_plan,
-)
+from testbed.compose import COMPOSE_PARALLEL, ComposeRunner, parallel_args  # noqa: E402
+from testbed.containers import EXITED_STATES, STARTED_STATES, ContainerWatch  # noqa: E402
+from testbed.engine import clean_by_label  # noqa: E402
+from testbed.rendering import START_FILE, own_log_dir, render_plan  # noqa: E402
 
 PARALLEL: int | None = COMPOSE_PARALLEL  # --parallel: for every variant alike
 START_PARALLEL: int | None = None  # --start-parallel: the runner only (StagedStart)

@@ -18,6 +18,7 @@ import networkx as nx
 from generator.errors import P2PError
 from generator.predict import Prediction
 from generator.spec import RunSpec
+from testbed.signals import sigterm_interrupts
 
 
 class RunnerError(P2PError):
@@ -92,12 +93,70 @@ class RunResult:
 
 
 class Runner(ABC):
-    """A backend that starts the peers of a plan, waits for them and cleans up."""
+    """A backend that starts the peers of a plan, waits for them and cleans up.
+
+    ``run`` is the lifecycle every backend shares; a backend writes only its steps:
+    ``execute`` (start, follow, collect) and ``clean_up`` (remove what it started), plus
+    the optional hooks ``interrupted``, ``on_failure`` and ``completed``.
+    """
 
     name = "abstract"
+    #: errors of the backend's engine, reported as a RunnerError naming the run (the Docker
+    #: backends set their client's; a tuple here so base never imports docker)
+    engine_errors: tuple[type[BaseException], ...] = ()
+
+    @classmethod
+    def connect(cls, **kwargs) -> Runner:
+        """A runner ready to run, or ``RunnerError`` saying why not."""
+        return cls(**kwargs)
+
+    def run(self, plan: RunPlan, progress: Progress) -> RunResult:
+        """Execute the plan and always clean up: after Ctrl-C, SIGTERM and errors too.
+
+        A clean-up problem never masks the error that got us here (it is said beside it);
+        after a completed run it goes into the result (the CLI reports it after the analysis).
+        """
+        with sigterm_interrupts():  # `kill`/`timeout` clean up like Ctrl-C
+            try:
+                result = self.execute(plan, progress)
+            except BaseException as e:
+                progress.done()
+                note = self.interrupted(plan) if isinstance(e, KeyboardInterrupt) else None
+                if note:
+                    progress.message(f"interrupted: {note}...")
+                try:
+                    self.on_failure(plan, progress, e)
+                except Exception:  # noqa: BLE001 - best effort, never mask the error
+                    pass
+                problem = self.clean_up(plan, progress)
+                if problem:
+                    progress.message(problem)
+                if self.engine_errors and isinstance(e, self.engine_errors):
+                    raise RunnerError(f"Docker engine error during run {plan.run_id}: {e}") from e
+                raise
+            progress.done()
+            result.cleanup_problem = self.clean_up(plan, progress)
+            return self.completed(plan, result, progress)
 
     @abstractmethod
-    def run(self, plan: RunPlan, progress: Progress) -> RunResult: ...
+    def execute(self, plan: RunPlan, progress: Progress) -> RunResult:
+        """Start the peers, wait for them to end, collect how they ended."""
+
+    @abstractmethod
+    def clean_up(self, plan: RunPlan, progress: Progress) -> str | None:
+        """Remove whatever ``execute`` started (so far); a problem description or None."""
+
+    def interrupted(self, plan: RunPlan) -> str | None:
+        """What Ctrl-C / SIGTERM is about to clean up ("interrupted: <this>..."); None: say nothing."""
+        return None
+
+    def on_failure(self, plan: RunPlan, progress: Progress, error: BaseException) -> None:
+        """Before clean-up after an error: save what helps explain it (best effort)."""
+        return None
+
+    def completed(self, plan: RunPlan, result: RunResult, progress: Progress) -> RunResult:
+        """After clean-up of a completed run: the result as reported."""
+        return result
 
 
 def new_run_id(spec: RunSpec) -> str:

@@ -16,7 +16,7 @@ from generator.predict import PredictionTooLarge, predict, quick_deliveries
 from generator.spec import PROTOCOL_PARAMS, PROTOCOLS, PeerOptions, RunSpec, parse_params
 from generator.topologies import FAMILIES
 from testbed.base import Progress, prepare_run
-from testbed.runners import choose_runner
+from testbed.runners import backend_choices, backend_help, choose_runner
 from testbed.sweep import add_sweep_parser
 
 EXIT_MISMATCH = 1
@@ -93,9 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run one network to completion and analyse it",
                          description="Create runs/<run-id>/, start one peer per node, wait, collect, analyse.")
     _add_spec_args(run)
-    run.add_argument("--backend", choices=("auto", "local", "compose", "swarm"), default="auto",
-                     help="where peers run: local processes, Docker Compose containers, or Docker Swarm services "
-                          "(needs an active swarm; auto: compose when a Docker engine answers, else local)")
+    run.add_argument("--backend", choices=backend_choices(), default="auto",
+                     help=f"where peers run: {backend_help()}")
     run.add_argument("--out", type=Path, default=Path("runs"), help="runs directory (default ./runs)")
     run.add_argument("--force", action="store_true", help="run even when the prediction is above --limit")
     run.add_argument("--limit", type=int, default=DEFAULT_LIMIT,
@@ -271,7 +270,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from testbed.compose import render_run
+    from testbed.rendering import render_run
 
     progress = Progress()
     spec = _spec_from(args)
@@ -303,7 +302,7 @@ def cmd_topologies(args: argparse.Namespace) -> int:
 def cmd_clean(args: argparse.Namespace) -> int:
     import docker.errors
 
-    from testbed.compose import clean_by_label, docker_client
+    from testbed.engine import clean_by_label, docker_client
     from testbed.swarm import clean_swarm
 
     client = docker_client()

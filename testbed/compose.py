@@ -1,24 +1,18 @@
 """Docker Compose backend: one container per peer, on one (or a few) bridge networks.
 
 The runner renders ``runs/<run-id>/compose.yml`` (logs bind-mounted from
-``./logs``), starts it with the Compose v2 CLI (``docker compose up -d``), follows
-the containers through the Docker SDK and the peers' event logs, collects exit
-codes and container output, then removes everything: ``docker compose down -v``
-and a sweep of whatever still carries the label ``p2p.run=<run-id>``. The sweep
+``./logs``; ``testbed.rendering``), starts it with the Compose v2 CLI
+(``docker compose up -d``), follows the containers through the Docker SDK
+(``testbed.containers``) and the peers' event logs, collects exit codes and
+container output, then removes everything: ``docker compose down -v`` and a sweep of
+whatever still carries the label ``p2p.run=<run-id>`` (``testbed.engine``). The sweep
 also runs on Ctrl-C and on any error.
-
-``render_run`` is the plain-Compose path behind ``p2p render``: it writes
-``compose/<topology>-<n>.yml`` and a root ``.env`` so that a bare
-``docker compose up`` runs it and ``p2p analyse`` finds the logs in runs/latest.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import os
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,24 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import docker.errors
-import requests
 
-import docker
-from generator.predict import Prediction
-from generator.render import (
-    IMAGE,
-    PEER_LABEL,
-    RUN_LABEL,
-    PeerService,
-    container_user,
-    default_compose_path,
-    project_name,
-    render_compose,
-    service_name,
-    write_compose,
-    write_env,
-)
-from generator.spec import RunSpec
+from generator.render import IMAGE, PEER_LABEL, RUN_LABEL, container_user, project_name, write_compose
 from testbed.base import (
     DeliveryCounter,
     Progress,
@@ -51,39 +29,34 @@ from testbed.base import (
     RunnerError,
     RunPlan,
     RunResult,
-    prepare_run,
     read_progress,
     tail_of,
 )
+from testbed.containers import EXITED_STATES, STARTED_STATES, ContainerWatch, StagedStart
+from testbed.engine import (
+    BUILD_SCRIPT,
+    DOCKER_ERRORS,
+    EngineStuck,
+    check_compose,
+    clean_by_label,
+    docker_client,
+    engine_answers,
+    ensure_image,
+    labels_of,
+    sparse_state,
+)
 from testbed.faults import FAULT_POLL, FaultScheduler
-from testbed.signals import signals_ignored, sigterm_interrupts
+from testbed.rendering import (
+    EXIT_SLOT,
+    EXIT_SLOTS_FROM,
+    START_FILE,
+    compose_notes,
+    exit_slots_span,
+    own_log_dir,
+    render_plan,
+)
+from testbed.signals import signals_ignored
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-BUILD_SCRIPT = REPO_ROOT / "docker" / "build-image.sh"
-ENSURE_COMPOSE_HINT = "install it with docker/ensure-compose.sh (or use --backend local)"
-UP_TIMEOUT = 120.0  # seconds for `up -d`, plus UP_TIMEOUT_PER_PEER per peer
-UP_TIMEOUT_PER_PEER = 2.0  # the engine here creates ~2 containers a second, slower as they pile up
-RUN_MARGIN = 30.0  # seconds past the peers' max_runtime before the runner gives up
-# Containers start one after the other (0.2-0.4 s each measured on 2 cores): a peer's
-# links must wait that long for the last neighbour. Warn below base + per peer * N.
-STARTUP_BASE = 10.0
-STARTUP_PER_PEER = 0.5
-STALL_MIN = 30.0  # no delivery for max(STALL_MIN, 10 * idle) s while some peers exited: stop the rest
-START_FILE = ".start"  # in the log dir: the start barrier (peer --start-file)
-# Docker 20.10 (Debian's 20.10.24 here) deadlocks in libnetwork when many containers on one
-# network end at once (getSvcRecords vs processEndpointDelete, moby/moby#46661, fixed in
-# 20.10.27): seen at 1000 peers, dockerd then answers nothing. From EXIT_SLOTS_FROM peers on,
-# peer i exits only in its own EXIT_SLOT-second wall-clock slot (peer --exit-slot).
-EXIT_SLOTS_FROM = 250
-EXIT_SLOT = 0.1
-# Every peer wrote its summary, yet the engine still lists some as running this long after
-# their last exit slot: the engine lost the exits (or hangs); say so instead of waiting.
-ENGINE_LAG = 120.0
-CLEANUP_PING_TIMEOUT = 15.0  # before `down`: a wedged engine gets no 20-minute `down`
-DOCKER_TIMEOUT = 300  # seconds per engine API call: listing 1000 containers under load takes long
-# An engine that does not answer a ping within this is taken as absent: a wedged daemon must
-# make a run (or CI) fail at once, not hang for DOCKER_TIMEOUT on every call.
-PING_TIMEOUT = float(os.environ.get("P2P_PING_TIMEOUT", "30"))
 COLLECT_THREADS = 8
 # `docker compose --parallel` and StagedStart's starts at once: off (None) by default.
 # Measured at 200 containers: --parallel 4/16/unlimited 38.2/36.0/35.7 s to all running;
@@ -91,67 +64,22 @@ COLLECT_THREADS = 8
 # start, 8 at a time, was slower at 200 (73.1 s against 67.6 s); 1000 is unmeasured.
 COMPOSE_PARALLEL: int | None = None
 START_PARALLEL: int | None = None
-STARTED_STATES = frozenset({"running", "exited", "dead", "paused", "restarting", "removing"})
-EXITED_STATES = frozenset({"exited", "dead"})
-DOCKER_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
 
 
-# ---- rendering a plan ------------------------------------------------------------------
+@dataclass(frozen=True)
+class ComposeTimeouts:
+    """How long a Compose run waits for what (seconds)."""
 
-
-def compose_services(plan: RunPlan, barrier: bool = False) -> list[PeerService]:
-    """Each peer as a service: ``--listen 0.0.0.0:<port>``, neighbours ``peer-<j>:<port>``, logs in /logs.
-
-    With ``barrier`` the peers also wait for ``/logs/.start`` before dialing (``START_FILE``;
-    the runner creates it once every container has started). From ``EXIT_SLOTS_FROM`` peers
-    on, they end one ``EXIT_SLOT`` apart (see there).
-    """
-    port = plan.spec.port
-    extra: tuple[str, ...] = ("--start-file", f"/logs/{START_FILE}") if barrier else ()
-    if plan.spec.n >= EXIT_SLOTS_FROM:
-        extra += ("--exit-slot", f"{EXIT_SLOT:g}")
-    return [
-        PeerService(
-            id=peer.id,
-            neighbours=peer.neighbours,
-            command=(
-                "--listen", f"0.0.0.0:{port}",
-                *plan.peer_args(peer, lambda nb: f"{service_name(nb)}:{port}", "/logs"),
-                *extra,
-            ),
-        )
-        for peer in plan.peers
-    ]
-
-
-def render_plan(
-    plan: RunPlan,
-    compose_file: Path,
-    project: str,
-    *,
-    user: tuple[int, int] | None = None,
-    image: str = IMAGE,
-    mem_limit: str = "64m",
-    pids_limit: int = 64,
-    barrier: bool = False,
-) -> str:
-    """The compose text for ``plan``, its log dir bind-mounted relative to ``compose_file``."""
-    log_dir = os.path.relpath(plan.log_dir.resolve(), Path(compose_file).resolve().parent)
-    return render_compose(
-        project, plan.run_id, compose_services(plan, barrier), log_dir, user or container_user(),
-        image=image, mem_limit=mem_limit, pids_limit=pids_limit, title=plan.spec.name,
-    )
-
-
-def exit_slots_span(n: int) -> float:
-    """The longest a finished peer waits for its exit slot (0 below ``EXIT_SLOTS_FROM``)."""
-    return n * EXIT_SLOT if n >= EXIT_SLOTS_FROM else 0.0
-
-
-def own_log_dir(log_dir: Path, user: tuple[int, int]) -> None:
-    """As root, hand the log dir to the container user (root can still remove what it writes)."""
-    if os.getuid() == 0 and user[0] != 0:
-        os.chown(log_dir, *user)
+    up: float = 120.0  # for `up -d`, plus up_per_peer per peer
+    up_per_peer: float = 2.0  # the engine here creates ~2 containers a second, slower as they pile up
+    run_margin: float = 30.0  # past the peers' max_runtime before the runner gives up
+    stall_min: float = 30.0  # no delivery for max(stall_min, 10 * idle) s while some peers exited: stop the rest
+    # Every peer wrote its summary, yet the engine still lists some as running this long after
+    # their last exit slot: the engine lost the exits (or hangs); say so instead of waiting.
+    engine_lag: float = 120.0
+    # Peer i exits in its own slot this long from EXIT_SLOTS_FROM peers on (see rendering.EXIT_SLOT).
+    exit_slot: float = EXIT_SLOT
+    cleanup_ping: float = 15.0  # before `down`: a wedged engine gets no 20-minute `down`
 
 
 def parallel_args(parallel: int | None) -> list[str]:
@@ -163,295 +91,11 @@ def relist_interval(n: int) -> float:
     return max(2.0, n / 100)
 
 
-def startup_allowance(n: int) -> float:
-    """Seconds to allow between the first and the last of ``n`` containers starting."""
-    return STARTUP_BASE + STARTUP_PER_PEER * n
-
-
-def link_deadline_note(spec: RunSpec) -> str | None:
-    """A warning when a link deadline chosen by the user looks shorter than Compose's start-up.
-
-    The default (None) already scales with N (``PeerOptions.link_deadline_for``).
-    """
-    have = spec.options.link_deadline
-    need = startup_allowance(spec.n)
-    if have is None or have >= need:
-        return None
-    return (f"compose: warning: link deadline {have:g} s may be shorter than the start-up of {spec.n} "
-            f"containers (allow about {need:.0f} s); links to late peers would fail")
-
-
-ARP_LIMIT = Path("/proc/sys/net/ipv4/neigh/default/gc_thresh3")
-
-
-def arp_entries(spec: RunSpec) -> int:
-    """ARP entries the host needs for a run: one per edge end, plus one per peer of slack."""
-    return 2 * spec.graph().number_of_edges() + spec.n
-
-
-def arp_table_note(spec: RunSpec, limit_file: Path = ARP_LIMIT) -> str | None:
-    """A warning when the kernel's ARP table is too small for the run's containers.
-
-    The table is one for the whole host, shared by every network namespace, and holds
-    at most ``gc_thresh3`` entries (1024 by default). Every container keeps an entry per
-    peer it talks to; past the limit the kernel logs "neighbor table overflow" and drops
-    packets: at N = 1000 one dial in ten took 50-200 s and the flood 600-770 s instead of
-    122 s. Raising the limit is the host owner's call, so we only say how.
-    """
-    try:
-        limit = int(limit_file.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None  # not Linux, or not readable: nothing to say
-    need = arp_entries(spec)
-    if limit >= need:
-        return None
-    target = 1 << max(need - 1, 1).bit_length()
-    return (f"compose: warning: the kernel's ARP table holds at most {limit} entries for the whole host and "
-            f"{spec.name} needs about {need}; connections will time out. Raise it (as root): sysctl -w "
-            f"net.ipv4.neigh.default.gc_thresh1={target // 4} net.ipv4.neigh.default.gc_thresh2={target // 2} "
-            f"net.ipv4.neigh.default.gc_thresh3={target}")
-
-
-def compose_notes(spec: RunSpec) -> list[str]:
-    """Warnings worth printing before a Compose run of ``spec`` is rendered or started."""
-    return [note for note in (link_deadline_note(spec), arp_table_note(spec)) if note]
-
-
-def refuse_faults(spec: RunSpec) -> None:
-    """A plain ``docker compose up`` has no runner to apply a fault timeline."""
-    if spec.faults:
-        raise RunnerError("faults (--fault) need a runner to apply them: use `p2p run --backend compose|local`")
-
-
-@dataclass(frozen=True)
-class RenderedRun:
-    plan: RunPlan
-    compose_file: Path
-    env_file: Path
-    project: str
-    note: str | None = None
-
-
-def render_run(
-    spec: RunSpec,
-    prediction: Prediction | None,
-    *,
-    root: Path = Path("."),
-    runs_root: Path | None = None,
-    run_id: str | None = None,
-    project: str | None = None,
-) -> RenderedRun:
-    """Plain-Compose path: ``runs/<run-id>/`` (+ runs/latest), ``compose/<name>.yml`` and ``.env`` in ``root``."""
-    root = Path(root)
-    runs_root = root / "runs" if runs_root is None else Path(runs_root)
-    refuse_faults(spec)
-    note = "\n".join(compose_notes(spec)) or None
-    plan = prepare_run(spec, runs_root, prediction, run_id)
-    project = project or project_name(f"p2p-{spec.name}")
-    path = default_compose_path(root, spec.name)
-    user = container_user()
-    write_compose(render_plan(plan, path, project, user=user), path)
-    own_log_dir(plan.log_dir, user)
-    env = write_env(root, path, project)
-    return RenderedRun(plan=plan, compose_file=path, env_file=env, project=project, note=note)
-
-
-# ---- Docker plumbing -------------------------------------------------------------------
-
-
-def docker_client(ping_timeout: float = PING_TIMEOUT) -> docker.DockerClient:
-    """A client whose engine answered a ping within ``ping_timeout`` s; ``RunnerError`` otherwise."""
-    try:
-        # A separate short-timeout client for the ping; the run's calls get DOCKER_TIMEOUT.
-        probe = docker.from_env(timeout=ping_timeout)
-        try:
-            probe.ping()
-        finally:
-            probe.close()
-        client = docker.from_env(timeout=DOCKER_TIMEOUT)
-    except DOCKER_ERRORS as e:
-        raise RunnerError(
-            f"no Docker engine answers within {ping_timeout:g} s ({e}); start Docker (and check DOCKER_HOST / "
-            "your access to /var/run/docker.sock) or use --backend local"
-        ) from e
-    return client
-
-
-def check_compose(compose_cmd: Sequence[str] = ("docker", "compose")) -> str:
-    """The Compose v2 version string; ``RunnerError`` when the plugin is missing."""
-    try:
-        out = subprocess.run(
-            [*compose_cmd, "version", "--short"], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
-        )
-    except FileNotFoundError as e:
-        raise RunnerError(f"the docker CLI is not installed ({e}); `docker compose` is needed") from e
-    except subprocess.TimeoutExpired as e:
-        raise RunnerError("`docker compose version` did not answer within 60 s") from e
-    if out.returncode != 0:
-        raise RunnerError(
-            f"`{' '.join(compose_cmd)}` (the Compose v2 plugin) is missing or broken: {ENSURE_COMPOSE_HINT}"
-            + (f" [{out.stderr.strip()[-300:]}]" if out.stderr.strip() else "")
-        )
-    return out.stdout.strip()
-
-
-def _sparse_state(container) -> str:
-    """A listed container's state: a string in sparse listings, a dict in full ones."""
-    state = container.attrs.get("State")
-    return state.get("Status", "") if isinstance(state, dict) else str(state or "")
-
-
-def _labels(obj) -> dict[str, str]:
-    attrs = obj.attrs
-    labels = attrs.get("Labels")
-    if labels is None:
-        labels = (attrs.get("Config") or {}).get("Labels")
-    return labels or {}
-
-
-def _ours(obj, run_id: str | None) -> bool:
-    labels = _labels(obj)
-    return RUN_LABEL in labels and (run_id is None or labels[RUN_LABEL] == run_id)
-
-
-def list_labelled(client, run_id: str) -> list[str]:
-    """Services, containers, networks and volumes labelled ``p2p.run=<run_id>``, for reports and tests."""
-    f = {"filters": {"label": f"{RUN_LABEL}={run_id}"}}
-    try:
-        services = [f"service {s.name}" for s in client.services.list(**f)]
-    except docker.errors.APIError:  # not a swarm manager: no services
-        services = []
-    return (
-        services
-        + [f"container {c.name}" for c in client.containers.list(all=True, **f)]
-        + [f"network {n.name}" for n in client.networks.list(**f)]
-        + [f"volume {v.name}" for v in client.volumes.list(**f)]
-    )
-
-
-def clean_by_label(client, run_id: str | None = None) -> dict[str, int]:
-    """Remove containers, then networks and volumes labelled ``p2p.run`` (``=run_id`` if given).
-
-    Returns how many of each were removed. Anything without our label is never
-    touched: the engine filters by label and every object is checked again here.
-    """
-    filters = {"label": RUN_LABEL if run_id is None else f"{RUN_LABEL}={run_id}"}
-    removed = {"containers": 0, "networks": 0, "volumes": 0}
-    kinds = (
-        ("containers", lambda: client.containers.list(all=True, filters=filters, sparse=True),
-         lambda c: c.remove(force=True, v=True)),
-        ("networks", lambda: client.networks.list(filters=filters), lambda n: n.remove()),
-        ("volumes", lambda: client.volumes.list(filters=filters), lambda v: v.remove(force=True)),
-    )
-    errors = []
-    for kind, listing, remove in kinds:
-        try:
-            objects = [o for o in listing() if _ours(o, run_id)]
-        except DOCKER_ERRORS as e:
-            raise RunnerError(f"cannot list {kind} labelled {filters['label']}: {e}") from e
-        for obj in objects:
-            try:
-                remove(obj)
-                removed[kind] += 1
-            except docker.errors.NotFound:
-                pass  # gone meanwhile
-            except DOCKER_ERRORS as e:
-                hint = ""
-                if kind == "networks" and "active endpoints" in str(e) and not removed["containers"]:
-                    hint = (" (no container of ours is attached: a stale endpoint count in the engine, "
-                            "Docker 20.10's moby/moby#43286, seen here after runs of 1000 containers; "
-                            "only a restart of dockerd clears it)")
-                errors.append(f"{kind[:-1]} {getattr(obj, 'name', None) or obj.id}: {e}{hint}")
-    if errors:
-        raise RunnerError(f"could not remove {len(errors)} labelled object(s): " + "; ".join(errors[:5]))
-    return removed
-
-
-# ---- following containers --------------------------------------------------------------
-
-# Order of a container's life, so that a listing (a snapshot taken a while ago) never
-# undoes a newer event; a restarted container comes back through its "start" event.
-_LIFE_RANK = {"created": 0, "running": 1, "paused": 1, "restarting": 1, "exited": 2, "dead": 2, "removing": 3}
-_EVENT_STATE = {"create": "created", "start": "running", "unpause": "running", "pause": "paused", "die": "exited"}
-
-
-class ContainerWatch:
-    """Container states of one run from the engine's event stream, plus a full listing now and then.
-
-    Listing a thousand containers every quarter second is real work for an engine that
-    is busy creating them; the event stream costs nothing while nothing happens. The
-    occasional listing covers events missed before the stream was open or if it broke.
-    """
-
-    def __init__(self, client, run_id: str, relist: float) -> None:
-        self.client, self.run_id, self.relist = client, run_id, relist
-        self._states: dict[int, str] = {}
-        self._lock = threading.Lock()
-        self._stream = None
-        self._thread: threading.Thread | None = None
-        self._listed_at = float("-inf")
-        self.listings = 0
-
-    def __enter__(self) -> ContainerWatch:
-        try:
-            self._stream = self.client.events(
-                decode=True, filters={"type": "container", "label": f"{RUN_LABEL}={self.run_id}"}
-            )
-        except (AttributeError, *DOCKER_ERRORS):
-            self._stream = None  # listings alone still work, only slower to notice
-        if self._stream is not None:
-            self._thread = threading.Thread(target=self._follow, name=f"events-{self.run_id}", daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._stream is not None:
-            with contextlib.suppress(Exception):
-                self._stream.close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def _follow(self) -> None:
-        try:
-            for ev in self._stream:
-                attrs = (ev.get("Actor") or {}).get("Attributes") or {}
-                peer = attrs.get(PEER_LABEL, "")
-                state = _EVENT_STATE.get(ev.get("Action") or ev.get("status") or "")
-                if attrs.get(RUN_LABEL) == self.run_id and peer.isdigit() and state:
-                    with self._lock:
-                        self._states[int(peer)] = state
-        except Exception:  # noqa: BLE001 - the stream ends with whatever its closed socket raises
-            return
-
-    def _merge_listing(self) -> None:
-        listed = {}
-        for c in self.client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={self.run_id}"}, sparse=True):
-            labels = _labels(c)
-            if labels.get(RUN_LABEL) == self.run_id and labels.get(PEER_LABEL, "").isdigit():
-                listed[int(labels[PEER_LABEL])] = _sparse_state(c)
-        self.listings += 1
-        with self._lock:
-            for peer, state in listed.items():
-                known = self._states.get(peer)
-                if known is None or _LIFE_RANK.get(state, 0) > _LIFE_RANK.get(known, 0):
-                    self._states[peer] = state
-
-    def states(self, now: float, force: bool = False) -> dict[int, str]:
-        """Peer id -> container state ("created", "running", "exited", ...)."""
-        if force or self._stream is None or now - self._listed_at >= self.relist:
-            self._listed_at = now
-            self._merge_listing()
-        with self._lock:
-            return dict(self._states)
-
-
-# ---- the runner ------------------------------------------------------------------------
-
-
 class ComposeRunner(Runner):
     """Run a plan as a Compose project ``p2p-<run-id>``, one container per peer."""
 
     name = "compose"
+    engine_errors = DOCKER_ERRORS
 
     def __init__(
         self,
@@ -467,6 +111,7 @@ class ComposeRunner(Runner):
         parallel: int | None = COMPOSE_PARALLEL,
         start_parallel: int | None = START_PARALLEL,
         popen: Callable[..., subprocess.Popen] = subprocess.Popen,
+        timeouts: ComposeTimeouts = ComposeTimeouts(),
     ) -> None:
         self.client = client
         self.compose_cmd = tuple(compose_cmd)
@@ -480,6 +125,10 @@ class ComposeRunner(Runner):
         self.start_parallel = start_parallel  # containers started at once (StagedStart); None: plain `up -d`
         self.current_run_id = ""
         self.popen = popen
+        self.timeouts = timeouts
+        # What clean-up must remove: `up -d` once started, the project once its file is written.
+        self._up: subprocess.Popen | StagedStart | None = None
+        self._base: list[str] | None = None
         #: seconds after `up -d` was started: up_returned, all_started, all_exited; down (its own duration)
         self.timings: dict[str, float] = {}
 
@@ -504,27 +153,7 @@ class ComposeRunner(Runner):
 
     def ensure_image(self, progress: Progress) -> None:
         """Build the peer image when its sources changed (docker/build-image.sh), streaming its output."""
-        if self.build_script is None or not Path(self.build_script).exists():
-            try:
-                self.client.images.get(self.image)
-            except docker.errors.ImageNotFound as e:
-                raise RunnerError(f"image {self.image} is missing and docker/build-image.sh is not here to build it") from e
-            except DOCKER_ERRORS as e:
-                raise RunnerError(f"cannot inspect image {self.image}: {e}") from e
-            return
-        try:
-            proc = self.popen(
-                ["bash", str(self.build_script), "--tag", self.image], stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=Path(self.build_script).parent.parent,
-            )
-        except OSError as e:
-            raise RunnerError(f"cannot run {self.build_script}: {e}") from e
-        with proc:
-            for line in proc.stdout:
-                progress.message(line.rstrip("\n"))
-            rc = proc.wait()
-        if rc != 0:
-            raise RunnerError(f"building image {self.image} failed ({self.build_script} exit {rc}; output above)")
+        ensure_image(self.client, self.image, self.build_script, progress, self.popen)
 
     def start_up(self, base: list[str], log: Path) -> subprocess.Popen | StagedStart:
         """Bring the project up in the background, output appended to ``log``.
@@ -561,7 +190,7 @@ class ComposeRunner(Runner):
         stopped = []
         for c in self.client.containers.list(filters={"label": f"{RUN_LABEL}={run_id}", "status": "running"},
                                              sparse=True):
-            labels = _labels(c)
+            labels = labels_of(c)
             if labels.get(RUN_LABEL) != run_id:
                 continue
             try:
@@ -576,18 +205,19 @@ class ComposeRunner(Runner):
         return sorted(stopped)
 
     def _stop_paced(self, plan: RunPlan, progress: Progress) -> None:
-        """At scale, end running peers one EXIT_SLOT apart before `down` stops them all at once."""
+        """At scale, end running peers one exit slot apart before `down` stops them all at once."""
         if plan.spec.n < EXIT_SLOTS_FROM:
             return
         try:
-            stopped = self.stop_running(plan.run_id, pace=EXIT_SLOT)
+            slot = self.timeouts.exit_slot
+            stopped = self.stop_running(plan.run_id, pace=slot)
             if not stopped:
                 return
-            progress.message(f"compose: stopping {len(stopped)} running peer(s) {EXIT_SLOT:g} s apart before `down`")
+            progress.message(f"compose: stopping {len(stopped)} running peer(s) {slot:g} s apart before `down`")
             deadline = time.monotonic() + 60.0
             flt = {"label": f"{RUN_LABEL}={plan.run_id}", "status": "running"}
             while time.monotonic() < deadline and any(
-                _sparse_state(c) == "running" for c in self.client.containers.list(filters=flt, sparse=True)
+                sparse_state(c) == "running" for c in self.client.containers.list(filters=flt, sparse=True)
             ):
                 time.sleep(1.0)
         except DOCKER_ERRORS:
@@ -598,7 +228,7 @@ class ComposeRunner(Runner):
         codes: dict[int, int | None] = {p.id: None for p in plan.peers}
         ours = []
         for c in self.client.containers.list(all=True, filters={"label": f"{RUN_LABEL}={plan.run_id}"}):
-            labels = _labels(c)
+            labels = labels_of(c)
             peer = labels.get(PEER_LABEL, "")
             if labels.get(RUN_LABEL) != plan.run_id or not peer.isdigit():
                 continue
@@ -618,60 +248,46 @@ class ComposeRunner(Runner):
 
     # -- the run ---------------------------------------------------------------------------
 
-    def run(self, plan: RunPlan, progress: Progress) -> RunResult:
-        with sigterm_interrupts():
-            return self._run(plan, progress)
-
-    def _run(self, plan: RunPlan, progress: Progress) -> RunResult:
+    def execute(self, plan: RunPlan, progress: Progress) -> RunResult:
         project = project_name(f"p2p-{plan.run_id}")
         self.current_run_id = plan.run_id
         compose_file = plan.run_dir / "compose.yml"
         compose_log = plan.run_dir / "compose.log"
         base = [*self.compose_cmd, *parallel_args(self.parallel), "-p", project, "-f", str(compose_file)]
         self.timings = {}
-        up: subprocess.Popen | None = None
-        rendered = False
-        t0 = time.monotonic()
+        self._up, self._base = None, None
         # Peers killed at time 0 are never started: the same as killed before they author.
         gone = {p for f in plan.spec.faults if f.at_start for p in f.peers}
         plan = dataclasses.replace(plan, peers=tuple(p for p in plan.peers if p.id not in gone))
-        try:
-            for note in compose_notes(plan.spec):
-                progress.message(note)
-            self.ensure_image(progress)
-            user = container_user()
-            write_compose(
-                render_plan(plan, compose_file, project, user=user, image=self.image,
-                            mem_limit=self.mem_limit, pids_limit=self.pids_limit, barrier=True),
-                compose_file,
-            )
-            own_log_dir(plan.log_dir, user)
-            rendered = True
-            progress.message(f"compose: project {project}, {compose_file}")
-            relist = self.relist if self.relist is not None else relist_interval(len(plan.peers))
-            with ContainerWatch(self.client, plan.run_id, relist) as watch:
-                t0 = time.monotonic()
-                up = self.start_up(base, compose_log)
-                self._wait(plan, up, compose_log, t0, progress, watch)
-            t = time.monotonic()
-            codes = self.collect(plan)
-            self.timings["collect"] = time.monotonic() - t
-        except BaseException as e:
-            progress.done()
-            if isinstance(e, KeyboardInterrupt):
-                progress.message(f"interrupted: removing the containers of {plan.run_id}...")
-            problem = self._cleanup(plan, base if rendered else None, up, compose_log, progress)
-            if problem:  # never mask the error that got us here; report the clean-up trouble beside it
-                progress.message(problem)
-            if isinstance(e, DOCKER_ERRORS):
-                raise RunnerError(f"Docker engine error during run {plan.run_id}: {e}") from e
-            raise
-        progress.done()
-        problem = self._cleanup(plan, base, up, compose_log, progress)
+        for note in compose_notes(plan.spec):
+            progress.message(note)
+        self.ensure_image(progress)
+        user = container_user()
+        write_compose(
+            render_plan(plan, compose_file, project, user=user, image=self.image, mem_limit=self.mem_limit,
+                        pids_limit=self.pids_limit, barrier=True, exit_slot=self.timeouts.exit_slot),
+            compose_file,
+        )
+        own_log_dir(plan.log_dir, user)
+        self._base = base
+        progress.message(f"compose: project {project}, {compose_file}")
+        relist = self.relist if self.relist is not None else relist_interval(len(plan.peers))
+        with ContainerWatch(self.client, plan.run_id, relist) as watch:
+            t0 = time.monotonic()
+            self._up = self.start_up(base, compose_log)
+            self._wait(plan, self._up, compose_log, t0, progress, watch)
+        t = time.monotonic()
+        codes = self.collect(plan)
+        self.timings["collect"] = time.monotonic() - t
         # The run itself is complete here: a leftover (say, a network the engine says still
         # has endpoints) must not hide its result; the CLI reports it after the analysis.
-        return RunResult(exit_codes=codes, duration=self.timings["all_exited"], backend=self.name,
-                         cleanup_problem=problem)
+        return RunResult(exit_codes=codes, duration=self.timings["all_exited"], backend=self.name)
+
+    def interrupted(self, plan: RunPlan) -> str:
+        return f"removing the containers of {plan.run_id}"
+
+    def clean_up(self, plan: RunPlan, progress: Progress) -> str | None:
+        return self._cleanup(plan, self._base, self._up, plan.run_dir / "compose.log", progress)
 
     def _wait(self, plan: RunPlan, up: subprocess.Popen, log: Path, t0: float, progress: Progress,
               watch: ContainerWatch) -> None:
@@ -684,9 +300,9 @@ class ComposeRunner(Runner):
         counter = DeliveryCounter(plan.log_dir, ids)
         fast_poll = max(FAULT_POLL, n * 1e-5)
         go: float | None = None  # when the start barrier fell: the fault timeline's zero
-        up_deadline = t0 + UP_TIMEOUT + UP_TIMEOUT_PER_PEER * n
+        up_deadline = t0 + self.timeouts.up + self.timeouts.up_per_peer * n
         run_deadline: float | None = None
-        stall = max(STALL_MIN, 10 * plan.spec.options.idle)
+        stall = max(self.timeouts.stall_min, 10 * plan.spec.options.idle)
         last_seen, last_change, stopped = (-1, -1), t0, False
         all_finished: float | None = None  # when the last peer wrote its summary
         # Reading every peer's event log tail: cheap for tens, a real cost for a thousand.
@@ -698,7 +314,8 @@ class ComposeRunner(Runner):
                 if rc != 0:
                     raise RunnerError(f"`docker compose up -d` failed (exit {rc}):\n{tail_of(log)}")
                 self.timings["up_returned"] = now - t0
-                run_deadline = now + plan.spec.options.max_runtime_for(plan.spec.n) + RUN_MARGIN + exit_slots_span(plan.spec.n)
+                run_deadline = (now + plan.spec.options.max_runtime_for(plan.spec.n) + self.timeouts.run_margin
+                                + exit_slots_span(plan.spec.n, self.timeouts.exit_slot))
                 last_change = now
             states = watch.states(now)
             started = sum(s in STARTED_STATES for s in states.values())
@@ -713,14 +330,14 @@ class ComposeRunner(Runner):
                 if sum(s in EXITED_STATES for s in states.values()) >= n:
                     self.timings["all_exited"] = now - t0
                     return
-            _check_deadlines(plan, states, rc, now, t0, up_deadline, run_deadline, log)
+            _check_deadlines(plan, states, rc, now, t0, up_deadline, run_deadline, log, self.timeouts)
             if now - progress_at >= progress_every:
                 progress_at = now
                 finished, delivered = read_progress(plan.log_dir, plan.spec.n)
                 if all_finished is None and finished >= n:
                     all_finished = now
             if all_finished is not None:
-                _check_engine_exits(plan, states, len(exited), now, all_finished)
+                _check_engine_exits(plan, states, len(exited), now, all_finished, self.timeouts)
             if go is not None and not faults.done:
                 faults.poll(delivered=counter.count() if faults.needs_deliveries else max(delivered, counter.lines))
             running = sum(s == "running" for s in states.values())
@@ -758,8 +375,8 @@ class ComposeRunner(Runner):
                 except subprocess.TimeoutExpired:
                     up.kill()
                     up.wait()
-            if base is not None and not engine_answers(self.client, CLEANUP_PING_TIMEOUT):
-                return (f"compose: the Docker engine does not answer within {CLEANUP_PING_TIMEOUT:g} s; nothing of "
+            if base is not None and not engine_answers(self.client, self.timeouts.cleanup_ping):
+                return (f"compose: the Docker engine does not answer within {self.timeouts.cleanup_ping:g} s; nothing of "
                         f"{plan.run_id} was removed. Once it answers again (restart the Docker daemon if `docker ps` "
                         f"hangs): `p2p clean --run {plan.run_id}`")
             if base is not None:
@@ -780,89 +397,6 @@ class ComposeRunner(Runner):
             return None
         return (f"compose: clean-up of {plan.run_id} incomplete: " + "; ".join(problems)
                 + f" -- retry with `p2p clean --run {plan.run_id}`")
-
-
-class EngineStuck(RunnerError):
-    """The peers are done (their logs say so) but the engine does not register their exits."""
-
-
-def engine_answers(client, timeout: float) -> bool:
-    """Whether ``client.ping()`` returns within ``timeout`` s (a hung call is left to itself)."""
-    answered = threading.Event()
-
-    def ping() -> None:
-        with contextlib.suppress(*DOCKER_ERRORS):
-            client.ping()
-            answered.set()
-
-    threading.Thread(target=ping, daemon=True, name="engine-ping").start()
-    return answered.wait(timeout)
-
-
-class StagedStart:
-    """``docker compose up -d --no-start``, then the containers started ``parallel`` at a time.
-
-    Compose 2.40 does not bound its container starts, ``--parallel`` notwithstanding: seen
-    here, 350-570 ``runc create`` at once for a 1000-peer file, load 600, and bursts of
-    starts between long stalls. Quacks like the ``Popen`` of a plain ``up -d`` (poll,
-    wait, terminate, kill, returncode) so the runner treats both alike.
-    """
-
-    def __init__(self, client, popen: Callable[..., subprocess.Popen], base: list[str], log: Path, run_id: str,
-                 parallel: int) -> None:
-        self.client, self.popen, self.base, self.log = client, popen, base, log
-        self.run_id, self.parallel = run_id, parallel
-        self.returncode: int | None = None
-        self.started = 0
-        self._count_lock = threading.Lock()
-        self._stop = threading.Event()
-        self._proc: subprocess.Popen | None = None
-        self._thread = threading.Thread(target=self._run, name="staged-start", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            with open(self.log, "ab") as out:
-                self._proc = self.popen([*self.base, "up", "-d", "--no-start"], stdin=subprocess.DEVNULL,
-                                        stdout=out, stderr=subprocess.STDOUT)
-            rc = self._proc.wait()
-            if rc != 0 or self._stop.is_set():
-                self.returncode = rc or -15
-                return
-            flt = {"label": f"{RUN_LABEL}={self.run_id}"}
-            ours = [c for c in self.client.containers.list(all=True, filters=flt, sparse=True)
-                    if _labels(c).get(PEER_LABEL, "").isdigit()]
-            ours.sort(key=lambda c: int(_labels(c)[PEER_LABEL]))
-            with ThreadPoolExecutor(self.parallel) as pool:
-                for _ in pool.map(self._start, ours):
-                    pass
-            self.returncode = -15 if self._stop.is_set() else 0
-        except BaseException as e:  # noqa: BLE001 - reported through the log and the exit code
-            with open(self.log, "a") as out:
-                out.write(f"p2p: starting the containers failed: {e}\n")
-            self.returncode = 1
-
-    def _start(self, container) -> None:
-        if not self._stop.is_set():
-            container.start()
-            with self._count_lock:
-                self.started += 1
-
-    def poll(self) -> int | None:
-        return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int | None:
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            raise subprocess.TimeoutExpired("staged start", timeout or 0)
-        return self.returncode
-
-    def terminate(self) -> None:
-        self._stop.set()
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-
-    kill = terminate
 
 
 class _ContainerDriver:
@@ -907,7 +441,7 @@ def _few(ids: list[int]) -> str:
 
 
 def _check_deadlines(plan: RunPlan, states: dict, rc: int | None, now: float, t0: float, up_deadline: float,
-                     run_deadline: float | None, log: Path) -> None:
+                     run_deadline: float | None, log: Path, timeouts: ComposeTimeouts) -> None:
     """Raise RunnerError if `docker compose up -d` or the peers overran their deadline."""
     if rc is None and now > up_deadline:
         raise RunnerError(f"`docker compose up -d` did not finish within {up_deadline - t0:.0f} s:\n{tail_of(log)}")
@@ -915,14 +449,15 @@ def _check_deadlines(plan: RunPlan, states: dict, rc: int | None, now: float, t0
         alive = _not_exited(plan, states)
         raise RunnerError(
             f"peers {_few(alive)} still not exited "
-            f"{plan.spec.options.max_runtime_for(plan.spec.n):g} s + {RUN_MARGIN:g} s after start; stopped them"
+            f"{plan.spec.options.max_runtime_for(plan.spec.n):g} s + {timeouts.run_margin:g} s after start; stopped them"
         )
 
 
-def _check_engine_exits(plan: RunPlan, states: dict, exited: int, now: float, all_finished: float) -> None:
+def _check_engine_exits(plan: RunPlan, states: dict, exited: int, now: float, all_finished: float,
+                        timeouts: ComposeTimeouts) -> None:
     """Raise EngineStuck if every peer finished long ago but the engine still lists some running."""
     n = len(plan.peers)
-    if exited < n and now - all_finished > exit_slots_span(n) + ENGINE_LAG:
+    if exited < n and now - all_finished > exit_slots_span(n, timeouts.exit_slot) + timeouts.engine_lag:
         alive = _not_exited(plan, states)
         raise EngineStuck(
             f"every peer wrote its summary {now - all_finished:.0f} s ago (the logs are complete: "

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import peer as peer_package
@@ -34,14 +35,21 @@ from testbed.base import (
     read_progress,
 )
 from testbed.faults import FAULT_POLL, FaultScheduler
-from testbed.signals import signals_ignored, sigterm_interrupts
+from testbed.signals import signals_ignored
 
 # The directory that holds the ``peer`` package, so ``python -m peer`` works from any cwd.
 PEER_ROOT = str(Path(peer_package.__file__).resolve().parent.parent)
-STOP_GRACE = 5.0
-# Every started peer must have listened within this long after the last was spawned.
-UP_TIMEOUT = 30.0
-UP_TIMEOUT_PER_PEER = 0.1
+
+
+@dataclass(frozen=True)
+class LocalTimeouts:
+    """How long a local run waits for what (seconds)."""
+
+    # Every started peer must have listened within up + up_per_peer * N after the last was spawned.
+    up: float = 30.0
+    up_per_peer: float = 0.1
+    run_margin: float = 30.0  # past the peers' max_runtime (from the first spawn) before the runner gives up
+    stop_grace: float = 5.0  # between SIGTERM and SIGKILL when stopping peers
 
 
 class LocalRunner(Runner):
@@ -50,7 +58,8 @@ class LocalRunner(Runner):
     name = "local"
 
     def __init__(
-        self, python: str = sys.executable, poll: float = 0.05, stagger: float = 0.0, order_seed: int | None = None
+        self, python: str = sys.executable, poll: float = 0.05, stagger: float = 0.0, order_seed: int | None = None,
+        timeouts: LocalTimeouts = LocalTimeouts(),
     ) -> None:
         """``stagger`` seconds between peer starts, in an order shuffled by ``order_seed``
         (None: id order); used to show that late starters lose nothing."""
@@ -58,94 +67,113 @@ class LocalRunner(Runner):
         self.poll = poll
         self.stagger = stagger
         self.order_seed = order_seed
+        self.timeouts = timeouts
+        # What clean-up must close and stop: the listening sockets not yet handed over, the peers.
+        self._sockets: list[socket.socket] = []
+        self._procs: dict[int, subprocess.Popen] = {}
+        self._driver: _SignalDriver | None = None
 
-    def run(self, plan: RunPlan, progress: Progress) -> RunResult:
-        with sigterm_interrupts():  # `kill`/`timeout` clean up like Ctrl-C
-            return self._run(plan, progress)
-
-    def _run(self, plan: RunPlan, progress: Progress) -> RunResult:
+    def execute(self, plan: RunPlan, progress: Progress) -> RunResult:
         n = plan.spec.n
-        sockets = [_listening_socket() for _ in range(n)]
+        self._sockets = sockets = [_listening_socket() for _ in range(n)]
         ports = {p: s.getsockname()[1] for p, s in enumerate(sockets)}
         planned = {peer.id for peer in plan.peers}
         for p, s in enumerate(sockets):
             if p not in planned:
                 s.close()  # a peer left out of the plan refuses connections, like one that never started
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [PEER_ROOT, os.environ.get("PYTHONPATH")]))}
-        procs: dict[int, subprocess.Popen] = {}
+        self._procs = procs = {}
         started = time.monotonic()
-        driver = _SignalDriver(self, plan, procs, ports, env)
-        faults = FaultScheduler(plan.spec.faults, plan.run_dir, driver, progress.message)
-        gone = {p for f in plan.spec.faults if f.at_start for p in f.peers}
-        # The fault clock starts once every started peer listens (fault runs only).
-        listen = ListenWatch(plan.log_dir, [p.id for p in plan.peers if p.id not in gone]) if plan.spec.faults else None
-        counter = DeliveryCounter(plan.log_dir, [p.id for p in plan.peers])
-        try:
-            order = list(plan.peers)
-            if self.order_seed is not None:
-                random.Random(self.order_seed).shuffle(order)
-            # Peers killed at start go first, and are gone before anyone dials: their listening
-            # sockets exist from the start, and a neighbour's dial that landed in one's backlog
-            # would take the link for up and author at once instead of at its link deadline
-            # (mesh-5 kill:4@0 then lost 33 of its 60 deliveries when the neighbour gave up first).
-            order.sort(key=lambda peer: peer.id not in gone)
-            for i, peer in enumerate(order):
-                if i and self.stagger:
-                    time.sleep(self.stagger)
-                procs[peer.id] = self._spawn(plan, peer, sockets[peer.id], ports, env)
-                sockets[peer.id].close()  # the child holds its own copy
-                faults.due_at_start(peer.id)
-                progress.update(f"local: started {len(procs)}/{n} peers")
-            spawned = time.monotonic()
-            up_deadline = spawned + UP_TIMEOUT + UP_TIMEOUT_PER_PEER * n
-            deadline = started + plan.spec.options.max_runtime_for(plan.spec.n) + 30
-            delivered, shown = 0, float("-inf")
-            while True:
-                alive = [p for p, proc in procs.items() if proc.poll() is None]
-                if not alive:
-                    break
-                now = time.monotonic()
-                if now > deadline:
-                    raise RunnerError(f"peers {alive[:10]} still running after the run deadline; stopped them")
-                if listen is not None and not faults.started:
-                    waiting = self._still_coming_up(plan, procs, listen, progress)
-                    if not waiting:
-                        faults.start_clock()
-                    elif now > up_deadline:
-                        raise RunnerError(
-                            f"peers {waiting[:10]}{'...' if len(waiting) > 10 else ''} never came up (no `listen` "
-                            f"event within {up_deadline - spawned:.0f} s); the fault clock cannot start. "
-                            f"See {plan.log_dir}/<id>.stderr.txt"
-                        )
-                if now - shown >= self.poll:
-                    shown = now
-                    finished, delivered = read_progress(plan.log_dir, n)
-                    progress.update(
-                        f"local {plan.spec.name}: {n - len(alive)}/{n} peers exited, {delivered:,} deliveries, "
-                        f"{now - started:.1f} s"
-                    )
-                fast = faults.started and faults.needs_deliveries
-                if faults.started and not faults.done:
-                    # While a delivery trigger is pending, count the message logs themselves:
-                    # the event logs' progress records lag by up to 100 ms per peer.
-                    faults.poll(delivered=counter.count() if fast else max(delivered, counter.lines))
-                    fast = faults.needs_deliveries
-                # Reading n files takes a while for a thousand peers: look less often then.
-                pause = max(FAULT_POLL, n * 1e-5) if fast or (listen is not None and not faults.started) else self.poll
-                due = faults.next_due()
-                time.sleep(min(pause, due) if due is not None else pause)
-        finally:
-            for s in sockets:
-                s.close()
-            with signals_ignored():  # let the peers be stopped even on a second Ctrl-C / SIGTERM
-                driver.resume_all()  # a frozen peer cannot handle SIGTERM
-                _stop(procs)
-            progress.done()
+        self._driver = _SignalDriver(self, plan, procs, ports, env)
+        faults = FaultScheduler(plan.spec.faults, plan.run_dir, self._driver, progress.message)
+        self._start_peers(plan, ports, env, faults, progress)
+        self._follow(plan, faults, started, progress)
         return RunResult(
             exit_codes={p: proc.returncode for p, proc in procs.items()},
             duration=time.monotonic() - started,
             backend=self.name,
         )
+
+    def clean_up(self, plan: RunPlan, progress: Progress) -> str | None:
+        """Close the sockets not handed over; stop the peers still running (resumed first)."""
+        for s in self._sockets:
+            s.close()
+        with signals_ignored():  # let the peers be stopped even on a second Ctrl-C / SIGTERM
+            if self._driver is not None:
+                self._driver.resume_all()  # a frozen peer cannot handle SIGTERM
+            _stop(self._procs, self.timeouts.stop_grace)
+        return None
+
+    def _start_peers(self, plan: RunPlan, ports: dict[int, int], env: dict[str, str], faults: FaultScheduler,
+                     progress: Progress) -> None:
+        """Spawn every planned peer, each with its listening socket (``stagger`` s apart, if set)."""
+        gone = {p for f in plan.spec.faults if f.at_start for p in f.peers}
+        order = list(plan.peers)
+        if self.order_seed is not None:
+            random.Random(self.order_seed).shuffle(order)
+        # Peers killed at start go first, and are gone before anyone dials: their listening
+        # sockets exist from the start, and a neighbour's dial that landed in one's backlog
+        # would take the link for up and author at once instead of at its link deadline
+        # (mesh-5 kill:4@0 then lost 33 of its 60 deliveries when the neighbour gave up first).
+        order.sort(key=lambda peer: peer.id not in gone)
+        for i, peer in enumerate(order):
+            if i and self.stagger:
+                time.sleep(self.stagger)
+            self._procs[peer.id] = self._spawn(plan, peer, self._sockets[peer.id], ports, env)
+            self._sockets[peer.id].close()  # the child holds its own copy
+            faults.due_at_start(peer.id)
+            progress.update(f"local: started {len(self._procs)}/{plan.spec.n} peers")
+
+    def _follow(self, plan: RunPlan, faults: FaultScheduler, started: float, progress: Progress) -> None:
+        """Until every peer exited: the deadlines, the fault clock and timeline, progress."""
+        n, procs = plan.spec.n, self._procs
+        gone = {p for f in plan.spec.faults if f.at_start for p in f.peers}
+        # The fault clock starts once every started peer listens (fault runs only).
+        listen = ListenWatch(plan.log_dir, [p.id for p in plan.peers if p.id not in gone]) if plan.spec.faults else None
+        counter = DeliveryCounter(plan.log_dir, [p.id for p in plan.peers])
+        spawned = time.monotonic()
+        up_deadline = spawned + self.timeouts.up + self.timeouts.up_per_peer * n
+        deadline = started + plan.spec.options.max_runtime_for(plan.spec.n) + self.timeouts.run_margin
+        delivered, shown = 0, float("-inf")
+        while True:
+            alive = [p for p, proc in procs.items() if proc.poll() is None]
+            if not alive:
+                return
+            now = time.monotonic()
+            if now > deadline:
+                raise RunnerError(f"peers {alive[:10]} still running after the run deadline; stopped them")
+            if listen is not None and not faults.started:
+                self._start_clock_when_up(plan, listen, faults, now, spawned, up_deadline, progress)
+            if now - shown >= self.poll:
+                shown = now
+                finished, delivered = read_progress(plan.log_dir, n)
+                progress.update(
+                    f"local {plan.spec.name}: {n - len(alive)}/{n} peers exited, {delivered:,} deliveries, "
+                    f"{now - started:.1f} s"
+                )
+            fast = faults.started and faults.needs_deliveries
+            if faults.started and not faults.done:
+                # While a delivery trigger is pending, count the message logs themselves:
+                # the event logs' progress records lag by up to 100 ms per peer.
+                faults.poll(delivered=counter.count() if fast else max(delivered, counter.lines))
+                fast = faults.needs_deliveries
+            # Reading n files takes a while for a thousand peers: look less often then.
+            pause = max(FAULT_POLL, n * 1e-5) if fast or (listen is not None and not faults.started) else self.poll
+            due = faults.next_due()
+            time.sleep(min(pause, due) if due is not None else pause)
+
+    def _start_clock_when_up(self, plan: RunPlan, listen: ListenWatch, faults: FaultScheduler, now: float,
+                             spawned: float, up_deadline: float, progress: Progress) -> None:
+        """Start the fault clock once every started peer listens; ``RunnerError`` past the deadline."""
+        waiting = self._still_coming_up(plan, self._procs, listen, progress)
+        if not waiting:
+            faults.start_clock()
+        elif now > up_deadline:
+            raise RunnerError(
+                f"peers {waiting[:10]}{'...' if len(waiting) > 10 else ''} never came up (no `listen` "
+                f"event within {up_deadline - spawned:.0f} s); the fault clock cannot start. "
+                f"See {plan.log_dir}/<id>.stderr.txt"
+            )
 
     @staticmethod
     def _still_coming_up(plan: RunPlan, procs: dict[int, subprocess.Popen], listen: ListenWatch,
@@ -253,12 +281,12 @@ def _listening_socket(port: int = 0) -> socket.socket:
     return s
 
 
-def _stop(procs: dict[int, subprocess.Popen]) -> None:
+def _stop(procs: dict[int, subprocess.Popen], grace: float) -> None:
     """Terminate our own still-running children: SIGTERM, then SIGKILL after a grace period."""
     alive = [proc for proc in procs.values() if proc.poll() is None]
     for proc in alive:
         proc.send_signal(signal.SIGTERM)
-    end = time.monotonic() + STOP_GRACE
+    end = time.monotonic() + grace
     for proc in alive:
         try:
             proc.wait(timeout=max(0.0, end - time.monotonic()))

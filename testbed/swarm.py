@@ -41,28 +41,28 @@ from generator.render_stack import (
     stack_name,
 )
 from testbed.base import Progress, Runner, RunnerError, RunPlan, RunResult, read_progress, tail_of
-from testbed.compose import (
-    BUILD_SCRIPT,
-    DOCKER_ERRORS,
-    ComposeRunner,
-    clean_by_label,
-    docker_client,
-    own_log_dir,
-    refuse_faults,
-)
-from testbed.signals import signals_ignored, sigterm_interrupts
+from testbed.engine import BUILD_SCRIPT, DOCKER_ERRORS, clean_by_label, docker_client, ensure_image, labels_of
+from testbed.rendering import own_log_dir, refuse_faults
+from testbed.signals import signals_ignored
 
 SWARM_INIT_HINT = "docker swarm init --advertise-addr 127.0.0.1"
-DEPLOY_TIMEOUT = 120.0  # seconds for `docker stack deploy` to return (it does not wait for tasks)
-START_TIMEOUT = 120.0  # seconds (+ START_PER_PEER per peer) for every task to get past pending/preparing
-START_PER_PEER = 1.0
-RUN_MARGIN = 30.0  # seconds past the peers' max_runtime before the runner gives up
-UPLOAD_WAIT = 30.0  # seconds for the collector to finish once every peer task ended
 REMOVE_TIMEOUT = 60.0  # seconds for the stack's services, containers and networks to go
 TASK_QUERY_BATCH = 200  # service ids per task listing (keeps the query string short for big runs)
 # Task states (docker service ps): running and the terminal ones.
 RUNNING = "running"
 TERMINAL = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned", "remove"})
+
+
+@dataclass(frozen=True)
+class SwarmTimeouts:
+    """How long a swarm run waits for what (seconds)."""
+
+    deploy: float = 120.0  # for `docker stack deploy` to return (it does not wait for tasks)
+    start: float = 120.0  # (+ start_per_peer per peer) for every task to get past pending/preparing
+    start_per_peer: float = 1.0
+    run_margin: float = 30.0  # past the peers' max_runtime before the runner gives up
+    upload_wait: float = 30.0  # for the collector to finish once every peer task ended
+    remove: float = REMOVE_TIMEOUT  # for the stack's services, containers and networks to go
 
 
 @dataclass(frozen=True)
@@ -97,20 +97,10 @@ def swarm_info(client) -> dict:
     return swarm
 
 
-def _labels(obj) -> dict[str, str]:
-    """Labels of a network or container (top level / Config) or a service (Spec)."""
-    attrs = obj.attrs
-    spec, config = attrs.get("Spec") or {}, attrs.get("Config") or {}
-    for labels in (attrs.get("Labels"), spec.get("Labels"), config.get("Labels")):
-        if labels:
-            return labels
-    return {}
-
-
 def _remove_services(client, run_id: str, flt: dict[str, str]) -> int:
     """Remove the run's services (already gone ones are skipped); how many were removed."""
     try:
-        services = [s for s in client.services.list(filters=flt) if _labels(s).get(RUN_LABEL) == run_id]
+        services = [s for s in client.services.list(filters=flt) if labels_of(s).get(RUN_LABEL) == run_id]
     except DOCKER_ERRORS as e:
         raise RunnerError(f"cannot list services labelled {flt['label']}: {e}") from e
     removed = 0
@@ -156,7 +146,7 @@ def clean_swarm(client, run_id: str, timeout: float = REMOVE_TIMEOUT) -> dict[st
         left = []
         try:
             containers = client.containers.list(all=True, filters=flt, sparse=True)
-            networks = [n for n in client.networks.list(filters=flt) if _labels(n).get(RUN_LABEL) == run_id]
+            networks = [n for n in client.networks.list(filters=flt) if labels_of(n).get(RUN_LABEL) == run_id]
         except DOCKER_ERRORS as e:
             raise RunnerError(f"cannot list objects labelled {flt['label']}: {e}") from e
         out_of_time = time.monotonic() > end
@@ -184,10 +174,49 @@ def clean_swarm(client, run_id: str, timeout: float = REMOVE_TIMEOUT) -> dict[st
     return removed
 
 
+@dataclass(frozen=True)
+class TaskSnapshot:
+    """One look at a run's tasks: each peer's state ("" without a task), who started, who ended,
+    and the tasks that ended without ever running (key -1: the collector)."""
+
+    states: dict[int, str]
+    started: list[int]
+    ended: list[int]
+    rejected: dict[int, TaskInfo]
+
+
+def judge_tasks(ids: Sequence[int], peers: dict[int, TaskInfo], collector: TaskInfo | None) -> TaskSnapshot:
+    """What the latest tasks of the peers ``ids`` and of the collector say about the run."""
+    states = {p: peers[p].state if p in peers else "" for p in ids}
+    started = [p for p, s in states.items() if s == RUNNING or s in TERMINAL]
+    ended = [p for p, s in states.items() if s in TERMINAL]
+    rejected = {p: peers[p] for p in ended if peers[p].exit_code is None}
+    if collector is not None and collector.state in TERMINAL and collector.exit_code is None:
+        rejected[-1] = collector
+    return TaskSnapshot(states=states, started=started, ended=ended, rejected=rejected)
+
+
+def overdue_message(snap: TaskSnapshot, peers: dict[int, TaskInfo], now: float, t0: float, start_deadline: float,
+                    run_deadline: float, image: str) -> str | None:
+    """Why the run cannot go on (tasks not started, or peers not done, past their deadline); None: it can."""
+    if len(snap.started) < len(snap.states) and now > start_deadline:
+        waiting = [p for p in snap.states if p not in snap.started]
+        why = "; ".join(f"peer {p}: {snap.states[p] or 'no task'} {peers[p].error if p in peers else ''}".strip()
+                        for p in waiting[:5])
+        return (f"{len(waiting)} peer task(s) not started within {start_deadline - t0:.0f} s "
+                f"({why}); are the nodes up and is {image} on every node?")
+    if now > run_deadline:
+        alive = [p for p in snap.states if p not in snap.ended]
+        return (f"peers {alive[:10]}{'...' if len(alive) > 10 else ''} still not done "
+                f"{run_deadline - t0:.0f} s after the deploy; stopped them")
+    return None
+
+
 class SwarmRunner(Runner):
     """Run a plan as a swarm stack ``p2p-<run-id>``: a service per peer plus the log collector."""
 
     name = "swarm"
+    engine_errors = DOCKER_ERRORS
 
     def __init__(
         self,
@@ -203,6 +232,7 @@ class SwarmRunner(Runner):
         internal: bool = True,
         stack_root: Path | None = Path("."),
         poll: float = 0.25,
+        timeouts: SwarmTimeouts = SwarmTimeouts(),
     ) -> None:
         """``stack_root``: the stack file goes to ``<stack_root>/compose/<name>.stack.yml``
         (None: only ``runs/<run-id>/stack.yml``)."""
@@ -217,6 +247,8 @@ class SwarmRunner(Runner):
         self.internal = internal
         self.stack_root = stack_root
         self.poll = poll
+        self.timeouts = timeouts
+        self._deployed = False  # from the deploy on, clean-up removes the stack
         #: seconds after the deploy started: deployed, all_started, all_exited, collected; removed (own duration)
         self.timings: dict[str, float] = {}
 
@@ -234,7 +266,7 @@ class SwarmRunner(Runner):
 
     def ensure_image(self, progress: Progress) -> None:
         """Build the peer image when its sources changed (same as the compose backend)."""
-        ComposeRunner(self.client, build_script=self.build_script, image=self.image).ensure_image(progress)
+        ensure_image(self.client, self.image, self.build_script, progress)
 
     def services(self, plan: RunPlan) -> list[PeerService]:
         """Each peer: listens on the spec's port, neighbours ``peer-<j>:<port>``, logs on /logs, uploads at exit."""
@@ -256,7 +288,7 @@ class SwarmRunner(Runner):
         opts = plan.spec.options
         return render_stack(
             stack, plan.run_id, self.services(plan), str(plan.log_dir.resolve()), user,
-            collector_node=node_id, collector_timeout=opts.max_runtime_for(plan.spec.n) + RUN_MARGIN,
+            collector_node=node_id, collector_timeout=opts.max_runtime_for(plan.spec.n) + self.timeouts.run_margin,
             image=self.image, mem_limit=self.mem_limit, pids_limit=self.pids_limit, tmpfs_size=self.tmpfs_size,
             endpoint_mode=self.endpoint_mode, internal=self.internal, title=plan.spec.name,
         )
@@ -266,7 +298,7 @@ class SwarmRunner(Runner):
         with open(log, "ab") as out:
             try:
                 rc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                    timeout=DEPLOY_TIMEOUT).returncode
+                                    timeout=self.timeouts.deploy).returncode
             except (OSError, subprocess.TimeoutExpired) as e:
                 raise RunnerError(f"`{' '.join(cmd)}` failed: {e}") from e
         if rc != 0:
@@ -285,11 +317,11 @@ class SwarmRunner(Runner):
     def tasks(self, run_id: str) -> tuple[dict[int, TaskInfo], TaskInfo | None, dict[int, str]]:
         """(peer id -> its latest task, the collector's latest task, peer id -> service id)."""
         services = [s for s in self.client.services.list(filters={"label": f"{RUN_LABEL}={run_id}"})
-                    if _labels(s).get(RUN_LABEL) == run_id]
+                    if labels_of(s).get(RUN_LABEL) == run_id]
         by_service: dict[str, str] = {}
         peer_of: dict[int, str] = {}
         for s in services:
-            labels = _labels(s)
+            labels = labels_of(s)
             if labels.get(PEER_LABEL, "").isdigit():
                 by_service[s.id] = labels[PEER_LABEL]
                 peer_of[int(labels[PEER_LABEL])] = s.id
@@ -333,7 +365,7 @@ class SwarmRunner(Runner):
         """Each service's output, from whatever node ran it: a peer's to logs/<id>.stderr.txt,
         the collector's to collector.log."""
         for s in self.client.services.list(filters={"label": f"{RUN_LABEL}={plan.run_id}"}):
-            labels = _labels(s)
+            labels = labels_of(s)
             if labels.get(PEER_LABEL, "").isdigit():
                 path = plan.log_dir / f"{labels[PEER_LABEL]}.stderr.txt"
             elif labels.get(ROLE_LABEL) == "collector":
@@ -348,123 +380,115 @@ class SwarmRunner(Runner):
 
     # -- the run -----------------------------------------------------------------------------
 
-    def run(self, plan: RunPlan, progress: Progress) -> RunResult:
-        with sigterm_interrupts():
-            return self._run(plan, progress)
-
-    def _run(self, plan: RunPlan, progress: Progress) -> RunResult:
+    def execute(self, plan: RunPlan, progress: Progress) -> RunResult:
         stack = stack_name(plan.run_id)
         log = plan.run_dir / "swarm.log"
         self.timings = {}
-        deployed = False
-        codes: dict[int, int | None] = {}
-        try:
-            refuse_faults(plan.spec)
-            swarm = swarm_info(self.client)
-            self.ensure_image(progress)
-            user = container_user()
-            text = self.render(plan, stack, swarm.get("NodeID"), user)
-            stack_file = write_compose(text, plan.run_dir / "stack.yml")
-            if self.stack_root is not None:
-                shown = write_compose(text, default_stack_path(self.stack_root, plan.spec.name))
-            else:
-                shown = stack_file
-            own_log_dir(plan.log_dir, user)
-            progress.message(f"swarm: stack {stack}, {shown}")
-            t0 = time.monotonic()
-            deployed = True  # from here on, clean-up must run even if the deploy fails half-way
-            self.deploy(stack_file, stack, log)
-            self.timings["deployed"] = time.monotonic() - t0
-            codes = self._wait(plan, t0, progress)
-            self.save_service_logs(plan, stack)
-        except BaseException as e:
-            progress.done()
-            if isinstance(e, KeyboardInterrupt):
-                progress.message(f"interrupted: removing stack {stack} of {plan.run_id}...")
-            elif deployed:
-                try:  # whatever the services said helps explain the failure
-                    self.save_service_logs(plan, stack)
-                except Exception:  # noqa: BLE001 - best effort, never mask the error
-                    pass
-            problem = self._cleanup(plan, stack if deployed else None, log, progress)
-            if problem:
-                progress.message(problem)
-            if isinstance(e, DOCKER_ERRORS):
-                raise RunnerError(f"Docker engine error during run {plan.run_id}: {e}") from e
-            raise
-        progress.done()
-        # As with Compose: the run is complete here, so a leftover is reported beside its result
-        # (the CLI prints it after the analysis and exits 3), never instead of it.
-        problem = self._cleanup(plan, stack, log, progress)
+        self._deployed = False
+        refuse_faults(plan.spec)
+        swarm = swarm_info(self.client)
+        self.ensure_image(progress)
+        user = container_user()
+        text = self.render(plan, stack, swarm.get("NodeID"), user)
+        stack_file = write_compose(text, plan.run_dir / "stack.yml")
+        if self.stack_root is not None:
+            shown = write_compose(text, default_stack_path(self.stack_root, plan.spec.name))
+        else:
+            shown = stack_file
+        own_log_dir(plan.log_dir, user)
+        progress.message(f"swarm: stack {stack}, {shown}")
+        t0 = time.monotonic()
+        self._deployed = True  # from here on, clean-up must run even if the deploy fails half-way
+        self.deploy(stack_file, stack, log)
+        self.timings["deployed"] = time.monotonic() - t0
+        codes = self._wait(plan, t0, progress)
+        self.save_service_logs(plan, stack)
+        return RunResult(exit_codes=codes, duration=self.timings.get("all_exited", 0.0), backend=self.name)
+
+    def interrupted(self, plan: RunPlan) -> str:
+        return f"removing stack {stack_name(plan.run_id)} of {plan.run_id}"
+
+    def on_failure(self, plan: RunPlan, progress: Progress, error: BaseException) -> None:
+        """Whatever the services said helps explain the failure (not after Ctrl-C: that is no failure of theirs)."""
+        if self._deployed and not isinstance(error, KeyboardInterrupt):
+            self.save_service_logs(plan, stack_name(plan.run_id))
+
+    def clean_up(self, plan: RunPlan, progress: Progress) -> str | None:
+        return self._cleanup(plan, stack_name(plan.run_id) if self._deployed else None, plan.run_dir / "swarm.log",
+                             progress)
+
+    def completed(self, plan: RunPlan, result: RunResult, progress: Progress) -> RunResult:
+        """As with Compose: the run is complete here, so a leftover is reported beside its result
+        (the CLI prints it after the analysis and exits 3), never instead of it. A peer whose logs
+        never arrived did not end well, whatever its exit code."""
         missing = [p.id for p in plan.peers if not (plan.log_dir / f"{p.id}.events.jsonl").exists()]
         if missing:
             progress.message(f"swarm: no logs arrived from peers {missing[:20]}{'...' if len(missing) > 20 else ''} "
                              f"(see logs/<id>.stderr.txt and {plan.run_dir / 'collector.log'})")
             for p in missing:
-                if codes.get(p) == 0:
-                    codes[p] = None
-        return RunResult(exit_codes=codes, duration=self.timings.get("all_exited", 0.0), backend=self.name,
-                         cleanup_problem=problem)
+                if result.exit_codes.get(p) == 0:
+                    result.exit_codes[p] = None
+        return result
 
     def _wait(self, plan: RunPlan, t0: float, progress: Progress) -> dict[int, int | None]:
+        """Follow the tasks until every peer ended and the collector finished (or gave up)."""
         n = plan.spec.n
         ids = [p.id for p in plan.peers]
-        start_deadline = t0 + START_TIMEOUT + START_PER_PEER * n
-        run_deadline = t0 + plan.spec.options.max_runtime_for(plan.spec.n) + RUN_MARGIN + START_TIMEOUT
+        limits = self.timeouts
+        start_deadline = t0 + limits.start + limits.start_per_peer * n
+        run_deadline = t0 + plan.spec.options.max_runtime_for(plan.spec.n) + limits.run_margin + limits.start
         upload_deadline: float | None = None
         while True:
             now = time.monotonic()
             peers, collector, _ = self.tasks(plan.run_id)
-            states = {p: peers[p].state if p in peers else "" for p in ids}
-            started = [p for p, s in states.items() if s == RUNNING or s in TERMINAL]
-            ended = [p for p, s in states.items() if s in TERMINAL]
-            rejected = {p: peers[p] for p in ended if peers[p].exit_code is None}
-            if collector is not None and collector.state in TERMINAL and collector.exit_code is None:
-                rejected[-1] = collector
-            if rejected:
-                # Never ran (e.g. image missing on a node, bind path missing, no resources): no point waiting.
-                detail = "; ".join(
-                    f"{'collector' if p < 0 else f'peer {p}'}: {t.state} on node {self.node_name(t.node)}: "
-                    f"{t.error or '?'}"
-                    for p, t in sorted(rejected.items())[:5]
-                )
-                hint = ""
-                if any("No such image" in t.error or "image" in t.error.lower() for t in rejected.values()):
-                    hint = (f"\nthe image {self.image} must exist on every node (no registry): "
-                            f"docker save {self.image} | ssh NODE docker load")
-                raise RunnerError(f"swarm tasks did not run: {detail}{hint}")
-            if len(started) >= n and "all_started" not in self.timings:
+            snap = judge_tasks(ids, peers, collector)
+            if snap.rejected:
+                raise RunnerError(self._rejected_message(snap.rejected))
+            if len(snap.started) >= n and "all_started" not in self.timings:
                 self.timings["all_started"] = now - t0
-            if len(ended) >= n:
+            if len(snap.ended) >= n:
                 if "all_exited" not in self.timings:
                     self.timings["all_exited"] = now - t0
-                    upload_deadline = now + UPLOAD_WAIT
-                if collector is not None and collector.state in TERMINAL:
-                    self.timings["collected"] = now - t0
+                    upload_deadline = now + limits.upload_wait
+                if self._collector_done(collector, now, t0, upload_deadline, progress):
                     break
-                if upload_deadline is not None and now > upload_deadline:
-                    progress.message(f"swarm: the collector did not finish within {UPLOAD_WAIT:g} s after the "
-                                     f"last peer ended (state {collector.state if collector else '?'})")
-                    break
-            if len(started) < n and now > start_deadline:
-                waiting = [p for p in ids if p not in started]
-                why = "; ".join(f"peer {p}: {states[p] or 'no task'} {peers[p].error if p in peers else ''}".strip()
-                                for p in waiting[:5])
-                raise RunnerError(f"{len(waiting)} peer task(s) not started within {start_deadline - t0:.0f} s "
-                                  f"({why}); are the nodes up and is {self.image} on every node?")
-            if now > run_deadline:
-                alive = [p for p in ids if p not in ended]
-                raise RunnerError(f"peers {alive[:10]}{'...' if len(alive) > 10 else ''} still not done "
-                                  f"{run_deadline - t0:.0f} s after the deploy; stopped them")
+            overdue = overdue_message(snap, peers, now, t0, start_deadline, run_deadline, self.image)
+            if overdue:
+                raise RunnerError(overdue)
             finished, delivered = read_progress(plan.log_dir, n)
-            running = sum(s == RUNNING for s in states.values())
+            running = sum(s == RUNNING for s in snap.states.values())
             progress.update(
-                f"swarm {plan.spec.name}: {len(started)}/{n} started, {running} running, {len(ended)} ended, "
+                f"swarm {plan.spec.name}: {len(snap.started)}/{n} started, {running} running, {len(snap.ended)} ended, "
                 f"{finished} uploaded ({delivered:,} deliveries), {now - t0:.1f} s"
             )
             time.sleep(self.poll)
         peers, _, _ = self.tasks(plan.run_id)
         return {p: (peers[p].exit_code if p in peers else None) for p in ids}
+
+    def _collector_done(self, collector: TaskInfo | None, now: float, t0: float, upload_deadline: float | None,
+                        progress: Progress) -> bool:
+        """Every peer ended: whether the collector finished too (or ran out of time, which is said)."""
+        if collector is not None and collector.state in TERMINAL:
+            self.timings["collected"] = now - t0
+            return True
+        if upload_deadline is not None and now > upload_deadline:
+            progress.message(f"swarm: the collector did not finish within {self.timeouts.upload_wait:g} s after the "
+                             f"last peer ended (state {collector.state if collector else '?'})")
+            return True
+        return False
+
+    def _rejected_message(self, rejected: dict[int, TaskInfo]) -> str:
+        """Tasks that never ran (e.g. image missing on a node, bind path missing, no resources): no point waiting."""
+        detail = "; ".join(
+            f"{'collector' if p < 0 else f'peer {p}'}: {t.state} on node {self.node_name(t.node)}: "
+            f"{t.error or '?'}"
+            for p, t in sorted(rejected.items())[:5]
+        )
+        hint = ""
+        if any("No such image" in t.error or "image" in t.error.lower() for t in rejected.values()):
+            hint = (f"\nthe image {self.image} must exist on every node (no registry): "
+                    f"docker save {self.image} | ssh NODE docker load")
+        return f"swarm tasks did not run: {detail}{hint}"
 
     def _cleanup(self, plan: RunPlan, stack: str | None, log: Path, progress: Progress) -> str | None:
         """``docker stack rm`` then the label sweep; a problem description or None."""
@@ -476,7 +500,7 @@ class SwarmRunner(Runner):
                 if problem:
                     problems.append(problem)
             try:
-                swept = clean_swarm(self.client, plan.run_id)
+                swept = clean_swarm(self.client, plan.run_id, self.timeouts.remove)
             except RunnerError as e:
                 problems.append(str(e))
             else:

@@ -33,7 +33,7 @@ from generator.expect import DEFAULT_LIMIT, expect_for
 from generator.spec import PROTOCOL_PARAMS, PROTOCOLS, PeerOptions, RunSpec, parse_params
 from generator.topologies import FAMILIES, split_topology
 from testbed.base import Progress, prepare_run
-from testbed.runners import choose_runner
+from testbed.runners import backend_choices, choose_runner
 
 _AUTHOR = re.compile(rb'\{"id":(\d+),')
 
@@ -406,7 +406,7 @@ def add_sweep_parser(sub) -> None:
     sw.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                     help="parameter for the cells whose family or protocol takes it (repeatable)")
     sw.add_argument("--seed", type=int, default=None, help="seed for randomised topologies/protocols")
-    sw.add_argument("--backend", choices=("auto", "local", "compose"), default="auto", help="as for `p2p run`")
+    sw.add_argument("--backend", choices=backend_choices(), default="auto", help="as for `p2p run`")
     sw.add_argument("--out", type=Path, default=Path("runs"), help="runs directory (default ./runs)")
     sw.add_argument("--limit", type=int, default=DEFAULT_LIMIT,
                     help=f"skip cells predicted above this many deliveries (default {DEFAULT_LIMIT:,})")

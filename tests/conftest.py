@@ -9,7 +9,7 @@ def _labelled_objects() -> set[str] | None:
     import docker.errors
 
     from testbed.base import RunnerError
-    from testbed.compose import docker_client
+    from testbed.engine import docker_client
 
     try:
         client = docker_client()  # a short ping: a wedged engine must not hang the suite

@@ -26,7 +26,7 @@ from generator.render import (
 from generator.spec import RunSpec
 from generator.topologies import build_graph
 from testbed.base import prepare_run
-from testbed.compose import EXIT_SLOT, EXIT_SLOTS_FROM, exit_slots_span, render_plan, render_run
+from testbed.rendering import EXIT_SLOT, EXIT_SLOTS_FROM, exit_slots_span, render_plan, render_run
 
 Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 HARDENING = {

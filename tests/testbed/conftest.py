@@ -10,7 +10,8 @@ import secrets
 import pytest
 
 from testbed.base import Progress, RunnerError
-from testbed.compose import ComposeRunner, check_compose, clean_by_label, docker_client, list_labelled
+from testbed.compose import ComposeRunner
+from testbed.engine import check_compose, clean_by_label, docker_client, list_labelled
 
 
 @pytest.fixture(scope="module")

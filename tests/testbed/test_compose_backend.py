@@ -23,10 +23,12 @@ from generator.predict import predict
 from generator.render import render_compose
 from generator.spec import PeerOptions, RunSpec
 from generator.topologies import build_graph
-from testbed import cli
-from testbed import compose as compose_mod
-from testbed.base import Progress, RunnerError, prepare_run
-from testbed.compose import ComposeRunner, EngineStuck, check_compose, clean_by_label, docker_client, render_run
+from testbed import cli, engine
+from testbed.base import Progress, RunnerError, RunResult, prepare_run
+from testbed.compose import ComposeRunner, ComposeTimeouts
+from testbed.containers import ContainerWatch, StagedStart
+from testbed.engine import EngineStuck, check_compose, clean_by_label, docker_client
+from testbed.rendering import EXIT_SLOTS_FROM, link_deadline_note, render_run
 
 # ---- fakes -------------------------------------------------------------------------------
 
@@ -281,10 +283,9 @@ def test_ctrl_c_cleans_up_by_label(client, plan):
     assert_only_foreign_left(client, plan.run_id)
 
 
-def test_ctrl_c_at_scale_stops_the_peers_one_slot_apart_before_down(client, tmp_path, monkeypatch):
+def test_ctrl_c_at_scale_stops_the_peers_one_slot_apart_before_down(client, tmp_path):
     # `down` of hundreds of running containers at once deadlocks Docker 20.10 (moby/moby#46661).
-    monkeypatch.setattr(compose_mod, "EXIT_SLOT", 0.002)
-    n = compose_mod.EXIT_SLOTS_FROM
+    n = EXIT_SLOTS_FROM
     spec = RunSpec.parse("cycle", n)
     plan = prepare_run(spec, tmp_path / "runs", None, run_id=f"cycle-{n}-ctrl-c")
 
@@ -294,7 +295,7 @@ def test_ctrl_c_at_scale_stops_the_peers_one_slot_apart_before_down(client, tmp_
             raise KeyboardInterrupt
 
     client.script = script
-    runner = FakeRunner(client, up_after=10**9)
+    runner = FakeRunner(client, up_after=10**9, timeouts=ComposeTimeouts(exit_slot=0.002))
     killed_before_down: list[int] = []
     original_down = runner.down
 
@@ -313,19 +314,17 @@ def test_ctrl_c_at_scale_stops_the_peers_one_slot_apart_before_down(client, tmp_
     assert_only_foreign_left(client, plan.run_id)
 
 
-def test_peers_that_never_exit_time_out(client, tmp_path, monkeypatch):
-    monkeypatch.setattr(compose_mod, "RUN_MARGIN", 0.0)
+def test_peers_that_never_exit_time_out(client, tmp_path):
     spec = RunSpec.parse("mesh", 3, options=PeerOptions(max_runtime=0.05))
     plan = prepare_run(spec, tmp_path / "runs", None, run_id="mesh-3-stuck")
     client.script = lifecycle(exit_at=10**9)
     with pytest.raises(RunnerError, match=r"peers \[0, 1, 2\] still not exited"):
-        FakeRunner(client).run(plan, progress())
+        FakeRunner(client, timeouts=ComposeTimeouts(run_margin=0.0)).run(plan, progress())
     assert_only_foreign_left(client, plan.run_id)
 
 
-def test_stalled_run_is_stopped(client, tmp_path, monkeypatch):
+def test_stalled_run_is_stopped(client, tmp_path):
     """Peer 2 exits with a failed link; the others would wait for max_runtime: they are stopped instead."""
-    monkeypatch.setattr(compose_mod, "STALL_MIN", 0.05)
     spec = RunSpec.parse("cycle", 5, options=PeerOptions(idle=0.001))
     plan = prepare_run(spec, tmp_path / "runs", None, run_id="cycle-5-stall")
 
@@ -337,7 +336,7 @@ def test_stalled_run_is_stopped(client, tmp_path, monkeypatch):
 
     client.script = script
     out = io.StringIO()
-    result = FakeRunner(client).run(plan, Progress(stream=out))
+    result = FakeRunner(client, timeouts=ComposeTimeouts(stall_min=0.05)).run(plan, Progress(stream=out))
     assert result.failed_peers == [2]
     assert sorted(client.killed) == [f"cycle-5-stall-peer-{i}" for i in (0, 1, 3, 4)]
     assert "stopped 4 still-running peer(s) [0, 1, 3, 4]" in out.getvalue()
@@ -350,9 +349,8 @@ def write_summaries(log_dir, peers):
             f.write(json.dumps({"ev": "summary", "recv": 8, "sent": 8}) + "\n")
 
 
-def test_peers_done_but_engine_still_lists_them_running_is_reported_not_waited_for(client, plan, monkeypatch):
+def test_peers_done_but_engine_still_lists_them_running_is_reported_not_waited_for(client, plan):
     # Docker 20.10's libnetwork deadlock: the processes are gone, the engine never says so.
-    monkeypatch.setattr(compose_mod, "ENGINE_LAG", 0.2)
 
     def script(c, tick):
         lifecycle(exit_at=10**9)(c, tick)
@@ -360,7 +358,7 @@ def test_peers_done_but_engine_still_lists_them_running_is_reported_not_waited_f
             write_summaries(plan.log_dir, range(5))
 
     client.script = script
-    runner = FakeRunner(client)
+    runner = FakeRunner(client, timeouts=ComposeTimeouts(engine_lag=0.2))
     started = time.monotonic()
     with pytest.raises(EngineStuck, match=r"(?s)every peer wrote its summary.*5 of their containers.*moby/moby#46661"):
         runner.run(plan, progress())
@@ -369,8 +367,7 @@ def test_peers_done_but_engine_still_lists_them_running_is_reported_not_waited_f
     assert_only_foreign_left(client, plan.run_id)
 
 
-def test_a_peer_that_is_done_and_exits_slowly_is_not_an_engine_fault(client, plan, monkeypatch):
-    monkeypatch.setattr(compose_mod, "ENGINE_LAG", 30.0)
+def test_a_peer_that_is_done_and_exits_slowly_is_not_an_engine_fault(client, plan):
 
     def script(c, tick):
         lifecycle(exit_at=40)(c, tick)
@@ -378,14 +375,12 @@ def test_a_peer_that_is_done_and_exits_slowly_is_not_an_engine_fault(client, pla
             write_summaries(plan.log_dir, range(5))
 
     client.script = script
-    result = FakeRunner(client).run(plan, progress())
+    result = FakeRunner(client, timeouts=ComposeTimeouts(engine_lag=30.0)).run(plan, progress())
     assert result.failed_peers == []
 
 
-def test_peers_waiting_for_their_exit_slots_are_not_stopped_as_stalled(client, tmp_path, monkeypatch):
+def test_peers_waiting_for_their_exit_slots_are_not_stopped_as_stalled(client, tmp_path):
     # Every peer is done (summary written); they exit one by one, slower than the stall time.
-    monkeypatch.setattr(compose_mod, "STALL_MIN", 0.005)
-    monkeypatch.setattr(compose_mod, "ENGINE_LAG", 30.0)
     spec = RunSpec.parse("cycle", 5, options=PeerOptions(idle=0.0001))
     plan = prepare_run(spec, tmp_path / "runs", None, run_id="cycle-5-slots")
 
@@ -400,16 +395,15 @@ def test_peers_waiting_for_their_exit_slots_are_not_stopped_as_stalled(client, t
                 time.sleep(0.01)  # the stall clock must see time pass between exits
 
     client.script = script
-    result = FakeRunner(client).run(plan, progress())
+    result = FakeRunner(client, timeouts=ComposeTimeouts(stall_min=0.005, engine_lag=30.0)).run(plan, progress())
     assert client.killed == []
     assert result.failed_peers == []
 
 
-def test_cleanup_skips_down_when_the_engine_hangs(client, plan, monkeypatch):
-    monkeypatch.setattr(compose_mod, "CLEANUP_PING_TIMEOUT", 0.2)
+def test_cleanup_skips_down_when_the_engine_hangs(client, plan):
     hang = threading.Event()
     client.script = lifecycle()
-    runner = FakeRunner(client)
+    runner = FakeRunner(client, timeouts=ComposeTimeouts(cleanup_ping=0.2))
 
     def ping():
         hang.wait(5)
@@ -427,10 +421,10 @@ def test_cleanup_skips_down_when_the_engine_hangs(client, plan, monkeypatch):
 
 
 def test_link_deadline_warning_and_faults_refused_for_plain_compose(client, tmp_path):
-    assert compose_mod.link_deadline_note(RunSpec.parse("cycle", 200)) is None  # default scales with N
-    assert compose_mod.link_deadline_note(RunSpec.parse("cycle", 200, options=PeerOptions(link_deadline=200))) is None
+    assert link_deadline_note(RunSpec.parse("cycle", 200)) is None  # default scales with N
+    assert link_deadline_note(RunSpec.parse("cycle", 200, options=PeerOptions(link_deadline=200))) is None
     chosen = RunSpec.parse("cycle", 200, options=PeerOptions(link_deadline=45))
-    assert "warning: link deadline 45 s" in compose_mod.link_deadline_note(chosen)
+    assert "warning: link deadline 45 s" in link_deadline_note(chosen)
     faulty = RunSpec.parse("cycle", 5, faults=(Fault.parse("kill:3@0"),))
     # A plain `docker compose up` has nobody to apply a fault timeline; the runner does (docker tests).
     with pytest.raises(RunnerError, match="need a runner"):
@@ -473,7 +467,7 @@ def test_cli_run_with_leftovers_prints_the_analysis_then_exits_3(client, tmp_pat
                 lines += [json.dumps({"id": a, "hops": [a, b]}, separators=(",", ":"))
                           for a in others for b in others if b != a]
                 (plan.log_dir / f"{p}.txt").write_text("".join(line + "\n" for line in lines))
-            return compose_mod.RunResult({0: 0, 1: 0, 2: 0}, 1.0, "compose", cleanup_problem="network x left")
+            return RunResult({0: 0, 1: 0, 2: 0}, 1.0, "compose", cleanup_problem="network x left")
 
     monkeypatch.setattr(cli, "choose_runner", lambda backend, progress: LeavesANetwork(client))
     code = cli.main(["run", "--backend", "compose", "-t", "mesh", "-n", "3", "--out", str(tmp_path), "--no-plots"])
@@ -603,7 +597,7 @@ def test_clean_reports_failures(client):
 
 def test_cli_clean_and_render(client, tmp_path, monkeypatch, capsys):
     add_run(client, "run-a")
-    monkeypatch.setattr(compose_mod, "docker_client", lambda: client)
+    monkeypatch.setattr(engine, "docker_client", lambda: client)
     assert cli.main(["clean", "--run", "run-a"]) == 0
     assert "removed 0 services, 1 containers, 1 networks, 1 volumes" in capsys.readouterr().out
     assert_only_foreign_left(client, "run-a")
@@ -707,7 +701,7 @@ def test_container_watch_follows_events_and_a_stale_listing_never_undoes_them(cl
         return stream
 
     client.events = events
-    with compose_mod.ContainerWatch(client, run_id, relist=1000) as watch:
+    with ContainerWatch(client, run_id, relist=1000) as watch:
         assert asked["filters"] == {"type": "container", "label": f"p2p.run={run_id}"}
         # The first look lists (every fake container says "created"); events then win, and
         # the listing only fills in peer 2, of which no event of this run spoke.
@@ -723,7 +717,7 @@ def test_container_watch_follows_events_and_a_stale_listing_never_undoes_them(cl
 
 def test_container_watch_without_an_event_stream_lists_every_time(client):
     client.add("container", "w-peer-0", {"p2p.run": "w", "p2p.peer": "0"})
-    with compose_mod.ContainerWatch(client, "w", relist=1000) as watch:  # the fake has no events()
+    with ContainerWatch(client, "w", relist=1000) as watch:  # the fake has no events()
         assert watch.states(0.0) == {0: "created"}
         assert watch.states(0.1) == {0: "created"} and watch.listings == 2
 
@@ -755,7 +749,7 @@ def test_staged_start_creates_with_compose_then_starts_a_few_at_a_time(client, t
             c.start = types.MethodType(start, c)
         return types.SimpleNamespace(wait=lambda: 0, poll=lambda: 0)
 
-    staged = compose_mod.StagedStart(client, popen, ["docker", "compose", "-p", "x"], tmp_path / "log", run_id, 3)
+    staged = StagedStart(client, popen, ["docker", "compose", "-p", "x"], tmp_path / "log", run_id, 3)
     assert staged.wait(timeout=10) == 0 and staged.poll() == 0
     assert calls == [["docker", "compose", "-p", "x", "up", "-d", "--no-start"]]
     ours = [c for c in client.objects["container"] if c.labels.get("p2p.run") == run_id]
@@ -765,7 +759,7 @@ def test_staged_start_creates_with_compose_then_starts_a_few_at_a_time(client, t
 
 
 def test_staged_start_reports_a_failed_create_and_a_failed_start(client, tmp_path):
-    failed_create = compose_mod.StagedStart(
+    failed_create = StagedStart(
         client, lambda args, **kw: types.SimpleNamespace(wait=lambda: 3), ["dc"], tmp_path / "log", "r", 2)
     assert failed_create.wait(timeout=10) == 3
 
@@ -774,13 +768,13 @@ def test_staged_start_reports_a_failed_create_and_a_failed_start(client, tmp_pat
         c.start = lambda: (_ for _ in ()).throw(docker.errors.APIError("no such network"))
         return types.SimpleNamespace(wait=lambda: 0)
 
-    failed_start = compose_mod.StagedStart(client, popen, ["dc"], tmp_path / "log2", "r2", 2)
+    failed_start = StagedStart(client, popen, ["dc"], tmp_path / "log2", "r2", 2)
     assert failed_start.wait(timeout=10) == 1
     assert "no such network" in (tmp_path / "log2").read_text()
 
 
 def test_arp_table_note_says_how_to_raise_a_limit_too_small_for_the_run(tmp_path):
-    from testbed.compose import arp_entries, arp_table_note
+    from testbed.rendering import arp_entries, arp_table_note
 
     assert arp_entries(RunSpec.parse("cycle", 1000)) == 3000  # 2 per edge + 1 per peer
     assert arp_entries(RunSpec.parse("mesh", 40)) == 1600

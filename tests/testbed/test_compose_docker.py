@@ -21,7 +21,8 @@ import pytest
 from generator.predict import predict
 from generator.spec import RunSpec
 from testbed.base import Progress, prepare_run
-from testbed.compose import list_labelled, render_run
+from testbed.engine import list_labelled
+from testbed.rendering import render_run
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -20,7 +20,7 @@ from testbed import compose as compose_mod
 from testbed import local as local_mod
 from testbed.base import DeliveryCounter, ListenWatch, Progress, RunnerError, prepare_run
 from testbed.faults import FAULT_LOG, FaultScheduler
-from testbed.local import LocalRunner
+from testbed.local import LocalRunner, LocalTimeouts
 
 KEYS = {"t", "fault", "action", "peers", "edges", "elapsed", "deliveries"}
 
@@ -243,10 +243,8 @@ def test_a_peer_that_exits_before_it_listens_is_named_and_not_waited_for(tmp_pat
     assert recs[0]["clock"] == "start" and [r["fault"] for r in recs[1:]] == ["pause:0@0.1", "resume:0@0.2"]
 
 
-def test_a_peer_that_never_listens_is_named_after_the_deadline(tmp_path, monkeypatch):
-    monkeypatch.setattr(local_mod, "UP_TIMEOUT", 1.0)
-    monkeypatch.setattr(local_mod, "UP_TIMEOUT_PER_PEER", 0.0)
-    runner = LocalRunner(python=wrapper(tmp_path, "exec sleep 60"))
+def test_a_peer_that_never_listens_is_named_after_the_deadline(tmp_path):
+    runner = LocalRunner(python=wrapper(tmp_path, "exec sleep 60"), timeouts=LocalTimeouts(up=1.0, up_per_peer=0.0))
     t = time.monotonic()
     with pytest.raises(RunnerError, match=r"peers \[2\] never came up \(no `listen` event within 1 s\)"):
         run_local(tmp_path, "mesh", 4, ["pause:0@5"], runner=runner)

@@ -98,7 +98,7 @@ def test_sigterm_handler_is_installed_only_during_the_run(tmp_path):
     spec = RunSpec.parse("mesh", 3, options=PeerOptions(idle=0.5))
     plan = prepare_run(spec, tmp_path, None)
     seen = []
-    orig = local_mod.LocalRunner._run
+    orig = local_mod.LocalRunner.execute
 
     def spy(self, plan, progress):
         seen.append(signal.getsignal(signal.SIGTERM))
@@ -106,10 +106,10 @@ def test_sigterm_handler_is_installed_only_during_the_run(tmp_path):
 
     before = signal.getsignal(signal.SIGTERM)
     try:
-        local_mod.LocalRunner._run = spy
+        local_mod.LocalRunner.execute = spy
         local_mod.LocalRunner().run(plan, Progress(interval=60))
     finally:
-        local_mod.LocalRunner._run = orig
+        local_mod.LocalRunner.execute = orig
     assert seen[0] not in (before, signal.SIG_DFL, None) and callable(seen[0])
     with pytest.raises(KeyboardInterrupt):
         seen[0](signal.SIGTERM, None)

@@ -21,7 +21,7 @@ import pytest
 from generator.predict import predict
 from generator.spec import RunSpec
 from testbed.base import Progress, RunnerError, prepare_run
-from testbed.compose import docker_client, list_labelled
+from testbed.engine import docker_client, list_labelled
 from testbed.swarm import SWARM_INIT_HINT, SwarmRunner, clean_swarm, swarm_info
 
 docker_slow = [pytest.mark.docker, pytest.mark.slow]
