@@ -31,6 +31,7 @@ class FakeObj:
         self.kind, self.store, self.name, self.labels = kind, store, name, dict(labels)
         self.id = f"{kind}-{name}"
         self.status, self.exit_code, self.output = "created", 0, b""
+        self.remove_error: Exception | None = None  # this object refuses removal (e.g. a busy network)
 
     @property
     def attrs(self) -> dict:
@@ -46,6 +47,8 @@ class FakeObj:
     def remove(self, **kwargs) -> None:
         if self.store.fail_remove:
             raise docker.errors.APIError("remove refused")
+        if self.remove_error is not None:
+            raise self.remove_error
         if self not in self.store.objects[self.kind]:
             raise docker.errors.NotFound(f"{self.kind} {self.name} not found")
         self.store.objects[self.kind].remove(self)
