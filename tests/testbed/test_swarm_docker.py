@@ -23,6 +23,7 @@ from generator.spec import RunSpec
 from testbed.base import Progress, RunnerError, prepare_run
 from testbed.engine import docker_client, list_labelled
 from testbed.swarm import SWARM_INIT_HINT, SwarmRunner, clean_swarm, swarm_info
+from tests.testbed.fakedocker import FakeClient
 
 docker_slow = [pytest.mark.docker, pytest.mark.slow]
 
@@ -163,14 +164,6 @@ def test_missing_image_is_a_clear_error(runner, run_ids, tmp_path):
 
 
 # ---- without Docker ------------------------------------------------------------------------
-
-
-class FakeClient:
-    def __init__(self, swarm: dict) -> None:
-        self.swarm = swarm
-
-    def info(self) -> dict:
-        return {"Swarm": self.swarm}
 
 
 def test_no_swarm_is_a_clear_error_naming_swarm_init():
