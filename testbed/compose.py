@@ -29,6 +29,7 @@ import docker.errors
 import requests
 
 import docker
+from analysis.follow import DeliveryCounter, read_progress
 from generator.predict import Prediction
 from generator.render import (
     IMAGE,
@@ -45,14 +46,12 @@ from generator.render import (
 )
 from generator.spec import RunSpec
 from testbed.base import (
-    DeliveryCounter,
     Progress,
     Runner,
     RunnerError,
     RunPlan,
     RunResult,
     prepare_run,
-    read_progress,
     tail_of,
 )
 from testbed.faults import FAULT_POLL, FaultScheduler
