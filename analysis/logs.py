@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from peer.logfiles import EVENTS, MESSAGES, TRAFFIC, events_file, messages_file, parse_log_name, traffic_file
+from peer.protocols import PROTOCOLS as PROTOCOL_CLASSES
+
 BLOCK = 4 << 20  # bytes read per block
 MAX_LINE = 16 << 20  # a "line" longer than this is reported and skipped
 MAX_PROBLEMS_PER_FILE = 50
@@ -39,10 +42,6 @@ _LINE = re.compile(rb'\{"id":(' + _ID + rb'),"hops":\[(' + _ID + rb'(?:,' + _ID 
 # A hop list repeating a peer: some hop reappears later in the same list.
 _DUP = re.compile(rb"[\[,](" + _ID + rb"),(?:[0-9,]*,)?\1[,\]]")
 _BRACKETS = bytes.maketrans(b"[]", b",,")
-
-MESSAGES_RE = re.compile(r"^(0|[1-9][0-9]*)\.txt$")
-TRAFFIC_RE = re.compile(r"^(0|[1-9][0-9]*)\.traffic\.txt$")
-EVENTS_RE = re.compile(r"^(0|[1-9][0-9]*)\.events\.jsonl$")
 
 
 @dataclass
@@ -112,6 +111,11 @@ class LineError(ValueError):
 # Set for the duration of one analysis (module state so that reader processes forked
 # by read_all inherit it) by ``receiver_in_hops_allowed``.
 RECEIVER_IN_HOPS_OK = False
+
+
+def receiver_in_hops_ok(protocol: str | None) -> bool:
+    """Whether ``protocol``'s peers may receive hop lists that name them (the dedup flood)."""
+    return bool(getattr(PROTOCOL_CLASSES.get(protocol or ""), "accepts_own_id", False))
 
 
 class receiver_in_hops_allowed:  # noqa: N801 - used as a context manager
@@ -455,6 +459,20 @@ class EventLog:
     last_t: float | None = None
     problems: list[LogProblem] = field(default_factory=list)
 
+    def last_growth(self) -> float | None:
+        """When this peer's receive count was last seen to grow: a progress event, or the
+        summary event when it reports more than the last progress event."""
+        last: float | None = None
+        prev = 0
+        for t, recv, _sent in self.progress:
+            if recv > prev:
+                last = t if last is None else max(last, t)
+            prev = max(prev, recv)
+        s = self.summary
+        if s is not None and isinstance(s.get("recv"), int) and s["recv"] > prev:
+            last = s["t"] if last is None else max(last, s["t"])
+        return last
+
 
 def _parse_event(raw: bytes) -> tuple[dict[str, Any], Any, float]:
     """Decode one events line into ``(record, ev, t)``; raises on a malformed record."""
@@ -561,12 +579,11 @@ def scan(log_dir: Path) -> LogDir:
         names = os.listdir(log_dir)
     except OSError:
         return out
+    tables = {MESSAGES: out.messages, TRAFFIC: out.traffic, EVENTS: out.events}
     for name in names:
-        for rx, table in ((MESSAGES_RE, out.messages), (TRAFFIC_RE, out.traffic), (EVENTS_RE, out.events)):
-            m = rx.match(name)
-            if m:
-                table[int(m.group(1))] = out.path / name
-                break
+        parsed = parse_log_name(name)
+        if parsed is not None and parsed[1] in tables:
+            tables[parsed[1]][parsed[0]] = out.path / name
     return out
 
 
@@ -588,9 +605,9 @@ def read_peer(log_dir: Path, peer: int, n: int | None = None) -> PeerLogs:
     d = Path(log_dir)
     return PeerLogs(
         peer=peer,
-        messages=read_messages(d / f"{peer}.txt", peer, n),
-        traffic=read_traffic(d / f"{peer}.traffic.txt", peer),
-        events=read_events(d / f"{peer}.events.jsonl", peer),
+        messages=read_messages(messages_file(d, peer), peer, n),
+        traffic=read_traffic(traffic_file(d, peer), peer),
+        events=read_events(events_file(d, peer), peer),
     )
 
 
@@ -609,7 +626,7 @@ def read_all(log_dir: Path, ids: list[int], n: int | None = None, workers: int |
         total = 0
         for p in ids:
             try:
-                total += (log_dir / f"{p}.txt").stat().st_size
+                total += messages_file(log_dir, p).stat().st_size
             except OSError:
                 pass
         workers = min(os.cpu_count() or 1, len(ids)) if total > (16 << 20) else 1
@@ -620,7 +637,7 @@ def read_all(log_dir: Path, ids: list[int], n: int | None = None, workers: int |
 
             ctx = multiprocessing.get_context("fork")
             # Largest files first so the slowest peer does not start last.
-            order = sorted(ids, key=lambda p: -_size(log_dir / f"{p}.txt"))
+            order = sorted(ids, key=lambda p: -_size(messages_file(log_dir, p)))
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
                 results = pool.map(_read_peer_args, [(str(log_dir), p, n) for p in order])
                 got = {r.peer: r for r in results}

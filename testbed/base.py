@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -205,105 +204,6 @@ def tail_of(path: Path, lines: int = 15) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
-
-
-def read_progress(log_dir: Path, n: int) -> tuple[int, int]:
-    """(peers that wrote their summary, deliveries so far) from the tails of the event logs."""
-    finished = delivered = 0
-    for p in range(n):
-        path = log_dir / f"{p}.events.jsonl"
-        try:
-            with open(path, "rb") as f:
-                f.seek(0, os.SEEK_END)
-                size = f.tell()
-                f.seek(max(0, size - 4096))
-                tail = f.read().splitlines()
-        except OSError:
-            continue
-        for line in reversed(tail):
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if "recv" in rec:
-                delivered += rec["recv"]
-                finished += rec.get("ev") == "summary"
-                break
-    return finished, delivered
-
-
-class DeliveryCounter:
-    """The run's deliveries so far: the lines of every ``logs/<id>.txt``, counted as they grow.
-
-    Each :meth:`count` reads only the bytes appended since the last one (an offset per
-    file) and counts ``b"\\n"``: a delivery counts once its line is complete. Over a run
-    that reads every byte of the logs, so runners use it only while a delivery-triggered
-    fault is pending. Peers only append to their logs (a restarted one too), so the count
-    never goes back.
-    """
-
-    CHUNK = 1 << 20
-
-    def __init__(self, log_dir: Path, peers: Iterable[int]) -> None:
-        self._paths = [str(log_dir / f"{p}.txt") for p in peers]
-        self._offsets = [0] * len(self._paths)
-        self.lines = 0
-
-    @property
-    def bytes_read(self) -> int:
-        return sum(self._offsets)
-
-    def count(self) -> int:
-        for i, path in enumerate(self._paths):
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except OSError:
-                continue  # not started yet
-            try:
-                while True:
-                    chunk = os.pread(fd, self.CHUNK, self._offsets[i])
-                    self._offsets[i] += len(chunk)
-                    self.lines += chunk.count(b"\n")
-                    if len(chunk) < self.CHUNK:
-                        break
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
-        return self.lines
-
-
-class ListenWatch:
-    """Which peers have not yet written their ``listen`` event to ``logs/<id>.events.jsonl``.
-
-    Reads each events log incrementally, whole lines only, and forgets a peer once its
-    ``listen`` record is there.
-    """
-
-    MARK = b'"ev":"listen"'
-
-    def __init__(self, log_dir: Path, peers: Iterable[int]) -> None:
-        self._waiting = {p: (str(log_dir / f"{p}.events.jsonl"), 0) for p in peers}
-
-    def waiting(self) -> list[int]:
-        for p, (path, offset) in list(self._waiting.items()):
-            try:
-                with open(path, "rb") as f:
-                    f.seek(offset)
-                    data = f.read()
-            except OSError:
-                continue
-            end = data.rfind(b"\n") + 1  # a line still being written is read again next time
-            if self.MARK in data[:end] or b'"ev": "listen"' in data[:end]:
-                del self._waiting[p]
-            else:
-                self._waiting[p] = (path, offset + end)
-        return sorted(self._waiting)
-
-    def forget(self, peers: Iterable[int]) -> None:
-        """Stop waiting for ``peers`` (they will never listen)."""
-        for p in peers:
-            self._waiting.pop(p, None)
 
 
 class Progress:

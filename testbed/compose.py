@@ -21,15 +21,14 @@ from pathlib import Path
 
 import docker.errors
 
+from analysis.follow import DeliveryCounter, read_progress
 from generator.render import IMAGE, PEER_LABEL, RUN_LABEL, container_user, project_name, write_compose
 from testbed.base import (
-    DeliveryCounter,
     Progress,
     Runner,
     RunnerError,
     RunPlan,
     RunResult,
-    read_progress,
     tail_of,
 )
 from testbed.containers import EXITED_STATES, STARTED_STATES, ContainerWatch, StagedStart

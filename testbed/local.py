@@ -23,16 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import peer as peer_package
+from analysis.follow import DeliveryCounter, ListenWatch, read_progress
 from testbed.base import (
-    DeliveryCounter,
-    ListenWatch,
     PeerPlan,
     Progress,
     Runner,
     RunnerError,
     RunPlan,
     RunResult,
-    read_progress,
 )
 from testbed.faults import FAULT_POLL, FaultScheduler
 from testbed.signals import signals_ignored

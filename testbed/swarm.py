@@ -31,6 +31,7 @@ from pathlib import Path
 import docker.errors
 
 import docker
+from analysis.follow import read_progress
 from generator.render import IMAGE, PEER_LABEL, RUN_LABEL, PeerService, container_user, service_name, write_compose
 from generator.render_stack import (
     COLLECTOR_PORT,
@@ -40,7 +41,7 @@ from generator.render_stack import (
     render_stack,
     stack_name,
 )
-from testbed.base import Progress, Runner, RunnerError, RunPlan, RunResult, read_progress, tail_of
+from testbed.base import Progress, Runner, RunnerError, RunPlan, RunResult, tail_of
 from testbed.engine import BUILD_SCRIPT, DOCKER_ERRORS, clean_by_label, docker_client, ensure_image, labels_of
 from testbed.rendering import own_log_dir, refuse_faults
 from testbed.signals import signals_ignored

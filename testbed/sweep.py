@@ -9,12 +9,13 @@ run) is reported as skipped. Output, in ``runs/sweep-<stamp>/``:
 - ``sweep.txt``: the table
 - ``sweep.png``: deliveries, bytes and bytes per reached pair against N (log scale)
 
-Counts come straight from the logs (``logs/<id>.txt``: one line per received frame,
-frame bytes = len(line) + 4). Coverage = fraction of the N(N−1) (author, peer) pairs
-where the peer received the author's message at least once; redundancy = deliveries /
-N(N−1) (1.0 = every peer got every message exactly once); time to quiescence = the
-last time any peer's receive count grew minus the first peer start (from the events
-logs, 100 ms resolution).
+Counts come from the logs, read by the analysis' reader (analysis/logs.py), so they are
+``p2p analyse``'s (``logs/<id>.txt``: one line per received frame, frame bytes =
+len(line) + 4; a line that is no valid message is a log problem, not a delivery).
+Coverage = fraction of the N(N−1) (author, peer) pairs where the peer received the
+author's message at least once; redundancy = deliveries / N(N−1) (1.0 = every peer got
+every message exactly once); time to quiescence = the last time any peer's receive
+count grew minus the first peer start (from the events logs, 100 ms resolution).
 """
 
 from __future__ import annotations
@@ -28,14 +29,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from analysis.logs import EventLog, read_all, read_events, receiver_in_hops_allowed, receiver_in_hops_ok
 from generator.errors import P2PError
 from generator.expect import DEFAULT_LIMIT, expect_for
 from generator.spec import PROTOCOL_PARAMS, PROTOCOLS, PeerOptions, RunSpec, parse_params
 from generator.topologies import FAMILIES, split_topology
+from peer.logfiles import events_file
 from testbed.base import Progress, prepare_run
 from testbed.runners import backend_choices, choose_runner
-
-_AUTHOR = re.compile(rb'\{"id":(\d+),')
 
 
 @dataclass(frozen=True)
@@ -110,71 +111,51 @@ def check_params(cells: list[Cell], params: dict[str, str]) -> None:
 
 
 def count_run(run_dir: Path, n: int) -> dict[str, Any]:
-    """Deliveries, bytes, coverage and time to quiescence of one run, from its logs."""
+    """Deliveries, bytes, coverage and time to quiescence of one run, read from its logs by
+    the analysis' reader (so they are the figures of ``p2p analyse``'s summary.json)."""
     log_dir = Path(run_dir) / "logs"
-    deliveries = nbytes = 0
-    reached: set[tuple[int, int]] = set()
+    with receiver_in_hops_allowed(receiver_in_hops_ok(_protocol_of(Path(run_dir)))):
+        peers = read_all(log_dir, list(range(n)), n)
+    deliveries = nbytes = reached = 0
     problems: list[str] = []
-    for p in range(n):
-        path = log_dir / f"{p}.txt"
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            problems.append(f"{path.name} missing")
-            continue
-        if data and not data.endswith(b"\n"):
-            problems.append(f"{path.name}: torn last line")
-        for line in data.splitlines():
-            if not line:
-                continue
-            deliveries += 1
-            nbytes += len(line) + 4
-            m = _AUTHOR.match(line)
-            try:
-                author = int(m.group(1)) if m else int(json.loads(line)["id"])
-            except (ValueError, KeyError, TypeError):
-                problems.append(f"{path.name}: unreadable line")
-                continue
-            if author != p:
-                reached.add((author, p))
+    for p, pl in peers.items():
+        log = pl.messages
+        if not log.exists and not log.problems:
+            problems.append(f"{log.file} missing")
+        problems.extend(str(problem) for problem in log.problems)
+        deliveries += log.deliveries
+        nbytes += log.bytes
+        reached += sum(1 for author in log.by_author if author != p)
     pairs = n * (n - 1)
     return {
         "deliveries": deliveries,
         "bytes": nbytes,
         "bytes_per_peer": nbytes / n if n else None,
-        "coverage": len(reached) / pairs if pairs else 1.0,
+        "coverage": reached / pairs if pairs else 1.0,
         "redundancy": deliveries / pairs if pairs else None,
-        "bytes_per_reached_pair": nbytes / len(reached) if reached else None,
-        "time_to_quiescence": quiescence(log_dir, n),
+        "bytes_per_reached_pair": nbytes / reached if reached else None,
+        "time_to_quiescence": _quiescence([pl.events for pl in peers.values()]),
         "log_problems": problems,
     }
 
 
+def _protocol_of(run_dir: Path) -> str | None:
+    """The run's protocol from its spec.json (None without one)."""
+    path = run_dir / "spec.json"
+    return RunSpec.load(path).protocol if path.exists() else None
+
+
 def quiescence(log_dir: Path, n: int) -> float | None:
     """Last growth of any peer's receive count minus the earliest start (events logs)."""
-    starts: list[float] = []
-    last: float | None = None
-    for p in range(n):
-        try:
-            lines = (log_dir / f"{p}.events.jsonl").read_bytes().splitlines()
-        except FileNotFoundError:
-            continue
-        prev = 0
-        for raw in lines:
-            try:
-                rec = json.loads(raw)
-            except ValueError:
-                continue
-            ev = rec.get("ev")
-            if ev == "start":
-                starts.append(rec["t"])
-            elif ev in ("progress", "summary") and isinstance(rec.get("recv"), int):
-                if rec["recv"] > prev:
-                    last = rec["t"] if last is None else max(last, rec["t"])
-                prev = max(prev, rec["recv"])
-    if not starts or last is None:
+    return _quiescence([read_events(events_file(log_dir, p), p) for p in range(n)])
+
+
+def _quiescence(events: list[EventLog]) -> float | None:
+    starts = [ev.start["t"] for ev in events if ev.start]
+    growths = [t for t in map(EventLog.last_growth, events) if t is not None]
+    if not starts or not growths:
         return None
-    return round(max(0.0, last - min(starts)), 3)
+    return round(max(0.0, max(growths) - min(starts)), 3)
 
 
 # ---- running -------------------------------------------------------------------

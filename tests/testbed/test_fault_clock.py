@@ -18,7 +18,7 @@ from generator.faults import Fault
 from generator.spec import PeerOptions, RunSpec
 from testbed import compose as compose_mod
 from testbed import local as local_mod
-from testbed.base import DeliveryCounter, ListenWatch, Progress, RunnerError, prepare_run
+from testbed.base import Progress, RunnerError, prepare_run
 from testbed.faults import FAULT_LOG, FaultScheduler
 from testbed.local import LocalRunner, LocalTimeouts
 
@@ -133,37 +133,6 @@ def test_a_fault_that_never_fired_has_no_record(tmp_path):
     assert driver.calls == [] and not s.done
     assert s.next_due() == pytest.approx(5.0)
     assert [r for r in records(tmp_path) if "fault" in r] == []
-
-
-# ---- counting the message logs and waiting for listen events ----------------------------
-
-
-def test_delivery_counter_reads_only_new_bytes_and_counts_complete_lines(tmp_path):
-    counter = DeliveryCounter(tmp_path, [0, 1, 2])
-    assert counter.count() == 0  # no log yet
-    (tmp_path / "0.txt").write_bytes(b'{"id":1,"hops":[1]}\n{"id":2,"hops":[2]}\n{"id":3,')
-    assert counter.count() == 2  # a torn last line counts once it is complete
-    with open(tmp_path / "0.txt", "ab") as f:
-        f.write(b'"hops":[3]}\n')
-    (tmp_path / "2.txt").write_bytes(b"x\n" * 1000)
-    assert counter.count() == 1003
-    assert counter.bytes_read == (tmp_path / "0.txt").stat().st_size + 2000
-    assert counter.count() == 1003 and counter.lines == 1003
-    big = b"y" * 100 + b"\n"
-    with open(tmp_path / "1.txt", "ab") as f:
-        f.write(big * ((DeliveryCounter.CHUNK // len(big)) * 3))  # more than one read's worth
-    assert counter.count() == 1003 + (DeliveryCounter.CHUNK // len(big)) * 3
-
-
-def test_listen_watch_waits_for_whole_listen_lines(tmp_path):
-    watch = ListenWatch(tmp_path, [0, 1])
-    assert watch.waiting() == [0, 1]
-    (tmp_path / "0.events.jsonl").write_bytes(b'{"t":1.0,"peer":0,"ev":"start"}\n{"t":1.1,"peer":0,"ev":"lis')
-    assert watch.waiting() == [0, 1]
-    with open(tmp_path / "0.events.jsonl", "ab") as f:
-        f.write(b'ten","addr":"127.0.0.1:1"}\n')
-    (tmp_path / "1.events.jsonl").write_bytes(b'{"t": 1.2, "peer": 1, "ev": "listen", "addr": "x"}\n')
-    assert watch.waiting() == []
 
 
 # ---- local runs ---------------------------------------------------------------------------

@@ -73,3 +73,33 @@ def test_sweep_command(tmp_path, capsys):
     assert "cycle" in out and "sweep.txt" in out
     (sweep_dir,) = tmp_path.glob("sweep-*")
     assert not (sweep_dir / "sweep.png").exists()
+
+
+@pytest.mark.parametrize("extra", [["--protocol", "flood"], ["--loss", "0.1", "--seed", "7"]],
+                         ids=["flood", "lossy"])
+def test_sweep_counts_are_the_analysis_figures(tmp_path, extra):
+    """count_run reads the logs with the analysis' reader: its figures are summary.json's."""
+    main(["run", "--backend", "local", "-t", "mesh", "-n", "5", "--idle", "0.5", "--out", str(tmp_path),
+          "--no-plots", *extra])
+    run_dir = (tmp_path / "latest").resolve()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    counts = count_run(run_dir, 5)
+    assert summary["deliveries"] > 0 and summary["log_problems"] == []
+    assert (counts["deliveries"], counts["bytes"]) == (summary["deliveries"], summary["bytes"])
+    assert counts["time_to_quiescence"] == pytest.approx(summary["time_to_quiescence"], abs=1e-3)
+    assert counts["log_problems"] == []
+
+
+def test_count_run_reports_the_analysis_log_problems(tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "0.txt").write_bytes(b'{"id":1,"hops":[1]}\n{"id":2,"hops":[2,1]}\n')
+    (logs / "1.txt").write_bytes(b'{"id":0,"hops":[0]}\nnot a message\n{"id":2,"hops":[2]}\n{"id":0,')
+    counts = count_run(tmp_path, 3)  # no spec.json: v1's rules
+    assert counts["deliveries"] == 4 and counts["bytes"] == sum(len(x) + 4 for x in (
+        b'{"id":1,"hops":[1]}', b'{"id":2,"hops":[2,1]}', b'{"id":0,"hops":[0]}', b'{"id":2,"hops":[2]}'))
+    assert counts["coverage"] == pytest.approx(4 / 6)
+    assert counts["time_to_quiescence"] is None  # no events logs
+    problems = counts["log_problems"]
+    assert problems[0].startswith("1.txt:2: invalid JSON") and problems[1].startswith("1.txt:4: torn last line")
+    assert problems[2:] == ["2.txt missing"]
