@@ -28,6 +28,7 @@ import networkx as nx
 
 from analysis.explain import FaultContext
 from analysis.logs import LineError, parse_line
+from peer.logfiles import messages_file
 
 MAX_PATHS = 1_000_000
 GZIP_FROM = 100_000  # entries: past this the listing is compressed
@@ -64,7 +65,7 @@ def observed_deliveries(log_dir: Path, ids: list[int], n: int) -> tuple[set[Deli
     seen: set[Delivery] = set()
     repeats: Counter = Counter()
     for p in ids:
-        path = log_dir / f"{p}.txt"
+        path = messages_file(log_dir, p)
         if not path.exists():
             continue
         with open(path, "rb") as f:

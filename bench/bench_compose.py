@@ -40,6 +40,7 @@ import docker  # noqa: E402
 from generator.predict import predict  # noqa: E402
 from generator.render import container_user  # noqa: E402
 from generator.spec import RunSpec  # noqa: E402
+from peer.logfiles import events_file, messages_file  # noqa: E402
 from testbed.base import Progress, RunnerError, prepare_run  # noqa: E402
 from testbed.compose import COMPOSE_PARALLEL, ComposeRunner, parallel_args  # noqa: E402
 from testbed.containers import EXITED_STATES, STARTED_STATES, ContainerWatch  # noqa: E402
@@ -123,7 +124,7 @@ def count_deliveries(log_dir: Path, n: int) -> tuple[int, int]:
     """(deliveries, wire bytes) from the message logs: a line is one frame of 4 + len(JSON) bytes."""
     deliveries = nbytes = 0
     for p in range(n):
-        with open(log_dir / f"{p}.txt", "rb") as f:
+        with open(messages_file(log_dir, p), "rb") as f:
             for line in f:
                 deliveries += 1
                 nbytes += len(line) + 3  # + 4-byte prefix - newline
@@ -135,7 +136,7 @@ def flood_span(log_dir: Path, n: int) -> float | None:
     go, last = [], []
     for p in range(n):
         try:
-            lines = (log_dir / f"{p}.events.jsonl").read_text().splitlines()
+            lines = events_file(log_dir, p).read_text().splitlines()
         except OSError:
             continue
         for line in lines:
@@ -222,7 +223,7 @@ def bench_raw(client, n: int, image: str, workdir: Path, kind: str = "raw") -> d
                         raise RuntimeError(f"{run_id}: peers still running after 3600 s")
                     time.sleep(0.1)
                 res["quiescence_s"] = time.monotonic() - go
-                res["deliveries"] = sum(len((log_dir / f"{p}.txt").read_bytes().splitlines()) for p in range(n))
+                res["deliveries"] = sum(len(messages_file(log_dir, p).read_bytes().splitlines()) for p in range(n))
                 res["flood_s"] = flood_span(log_dir, n)
             t = time.monotonic()
             subprocess.run([*base, "down", "-v", "-t", "1"], capture_output=True, timeout=3600)

@@ -23,6 +23,7 @@ import docker.errors
 
 from analysis.follow import DeliveryCounter, read_progress
 from generator.render import IMAGE, PEER_LABEL, RUN_LABEL, container_user, project_name, write_compose
+from peer.logfiles import stderr_file
 from testbed.base import (
     Progress,
     Runner,
@@ -238,7 +239,7 @@ class ComposeRunner(Runner):
 
         def save(item) -> None:
             peer, c = item
-            (plan.log_dir / f"{peer}.stderr.txt").write_bytes(c.logs(stdout=True, stderr=True))
+            stderr_file(plan.log_dir, int(peer)).write_bytes(c.logs(stdout=True, stderr=True))
 
         # One request per container: a few at a time, or a thousand peers take minutes.
         with ThreadPoolExecutor(COLLECT_THREADS) as pool:

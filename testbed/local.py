@@ -24,6 +24,7 @@ from pathlib import Path
 
 import peer as peer_package
 from analysis.follow import DeliveryCounter, ListenWatch, read_progress
+from peer.logfiles import stderr_file
 from testbed.base import (
     PeerPlan,
     Progress,
@@ -193,7 +194,7 @@ class LocalRunner(Runner):
                env: dict[str, str]) -> subprocess.Popen:
         args = plan.peer_args(peer, lambda nb: f"127.0.0.1:{ports[nb]}", str(plan.log_dir))
         cmd = [self.python, "-m", "peer", "--listen-fd", str(sock.fileno()), *args]
-        with open(plan.log_dir / f"{peer.id}.stderr.txt", "ab") as stderr:
+        with open(stderr_file(plan.log_dir, peer.id), "ab") as stderr:
             try:
                 return subprocess.Popen(
                     cmd, pass_fds=(sock.fileno(),), env=env, stdin=subprocess.DEVNULL,

@@ -41,6 +41,7 @@ from generator.render_stack import (
     render_stack,
     stack_name,
 )
+from peer.logfiles import events_file, stderr_file
 from testbed.base import Progress, Runner, RunnerError, RunPlan, RunResult, tail_of
 from testbed.engine import BUILD_SCRIPT, DOCKER_ERRORS, clean_by_label, docker_client, ensure_image, labels_of
 from testbed.rendering import own_log_dir, refuse_faults
@@ -368,7 +369,7 @@ class SwarmRunner(Runner):
         for s in self.client.services.list(filters={"label": f"{RUN_LABEL}={plan.run_id}"}):
             labels = labels_of(s)
             if labels.get(PEER_LABEL, "").isdigit():
-                path = plan.log_dir / f"{labels[PEER_LABEL]}.stderr.txt"
+                path = stderr_file(plan.log_dir, int(labels[PEER_LABEL]))
             elif labels.get(ROLE_LABEL) == "collector":
                 path = plan.run_dir / "collector.log"
             else:
@@ -422,7 +423,7 @@ class SwarmRunner(Runner):
         """As with Compose: the run is complete here, so a leftover is reported beside its result
         (the CLI prints it after the analysis and exits 3), never instead of it. A peer whose logs
         never arrived did not end well, whatever its exit code."""
-        missing = [p.id for p in plan.peers if not (plan.log_dir / f"{p.id}.events.jsonl").exists()]
+        missing = [p.id for p in plan.peers if not events_file(plan.log_dir, p.id).exists()]
         if missing:
             progress.message(f"swarm: no logs arrived from peers {missing[:20]}{'...' if len(missing) > 20 else ''} "
                              f"(see logs/<id>.stderr.txt and {plan.run_dir / 'collector.log'})")
