@@ -190,10 +190,14 @@ class LocalRunner(Runner):
                 waiting = [p for p in waiting if p not in dead]
         return waiting
 
+    def peer_command(self, listen_fd: int, args: list[str]) -> list[str]:
+        """The command line of one peer (a subclass may wrap it, e.g. in ``nice``)."""
+        return [self.python, "-m", "peer", "--listen-fd", str(listen_fd), *args]
+
     def _spawn(self, plan: RunPlan, peer: PeerPlan, sock: socket.socket, ports: dict[int, int],
                env: dict[str, str]) -> subprocess.Popen:
         args = plan.peer_args(peer, lambda nb: f"127.0.0.1:{ports[nb]}", str(plan.log_dir))
-        cmd = [self.python, "-m", "peer", "--listen-fd", str(sock.fileno()), *args]
+        cmd = self.peer_command(sock.fileno(), args)
         with open(stderr_file(plan.log_dir, peer.id), "ab") as stderr:
             try:
                 return subprocess.Popen(
