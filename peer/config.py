@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, Field, dataclass, field, fields
 from pathlib import Path
@@ -195,8 +196,9 @@ def flag_of(f: Field) -> str:
 
 
 def _one(flag: str, text: str) -> list[str]:
-    # A value that starts with "-" but is no number would be taken for a flag: glue it on.
-    if text.startswith("-") and not text[1:2].isdigit() and text[1:2] != ".":
+    # argparse takes a value that starts with "-" for a flag unless it looks like a negative
+    # number (its own test, below): glue such a value on.
+    if text.startswith("-") and not re.fullmatch(r"-\d+|-\d*\.\d+", text):
         return [f"{flag}={text}"]
     return [flag, text]
 
