@@ -22,26 +22,29 @@ import networkx as nx
 from generator.errors import SpecError, TopologyError
 from generator.faults import Fault, exactly_predictable, surviving_graph
 from generator.topologies import FAMILIES, build_graph, parse_topology_params, show_param
+from peer.config import DEFAULT_PORT, default_of, option_value, set_by, settable_options
 from peer.emulation import SHAPE_KEYS, LinkShape, is_number, shape_problem, show_value
 from peer.protocols import PROTOCOLS as _PROTOCOL_CLASSES
 
 PROTOCOLS = tuple(_PROTOCOL_CLASSES)
 # Protocol parameters and their defaults (all positive integers), e.g. {"gossip": {"fanout": 2}}.
 PROTOCOL_PARAMS: dict[str, dict[str, int]] = {name: dict(cls.params) for name, cls in _PROTOCOL_CLASSES.items()}
-DEFAULT_PORT = 7000
 DRAWS_FOR_CONNECTED = 20
 
 
 @dataclass(frozen=True)
 class PeerOptions:
-    """Timing knobs handed to every peer (seconds)."""
+    """Options handed to every peer: timing knobs (seconds), link emulation, and any other
+    option of peer/config.py that no runner sets (``peer``, from ``--peer-option KEY=VALUE``).
+    Defaults are the peer's own (peer/config.py)."""
 
-    idle: float = 2.0
-    # None: 60 s, or 1 s per peer when more (a thousand containers took ~9 minutes to start here).
+    idle: float = default_of("idle")
+    # None: the peer's default (60 s), or 1 s per peer when more (a thousand containers took
+    # ~9 minutes to start here).
     link_deadline: float | None = None
-    # None: 900 s, or twice the link deadline plus 5 minutes when that is more.
+    # None: the peer's default (900 s), or twice the link deadline plus 5 minutes when that is more.
     max_runtime: float | None = None
-    # None: 10 s, or N/10 s when more. At N = 1000 on fuse-overlayfs a peer's interpreter took
+    # None: the peer's default (10 s), or N/10 s when more. At N = 1000 on fuse-overlayfs a peer's interpreter took
     # 20-30 s to get to its first dial, and acceptors cut such connections at 10 s while the
     # starved dialer still took them for up (and sent frames into them).
     handshake_timeout: float | None = None
@@ -52,6 +55,9 @@ class PeerOptions:
     loss: float = 0.0
     bandwidth: float = 0.0
     link_shapes: tuple[str, ...] = ()
+    # Other peer options (``--peer-option``), as sorted (key, value) pairs of the option's type;
+    # a mapping is accepted. spec.json has them as an object "peer", only when there are some.
+    peer: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.link_shapes, str) or not isinstance(self.link_shapes, (list, tuple)):
@@ -69,6 +75,23 @@ class PeerOptions:
             if problem:
                 raise SpecError(f"--{problem}")
         self.edge_shapes()
+        object.__setattr__(self, "peer", _peer_options(self.peer))
+
+    @classmethod
+    def from_cli(cls, peer_options: list[str] | None = None, **chosen: Any) -> PeerOptions:
+        """Options from the ``p2p`` flags given (``chosen``: fields of this class) and the
+        ``--peer-option KEY=VALUE`` items: a key that is a field here (idle, max_runtime, ...)
+        sets that field, any other goes to ``peer``."""
+        own, other = {}, {}
+        for key, value in parse_peer_options(peer_options).items():
+            _check_settable(key)
+            if key in _OWN_FIELDS:
+                if key in chosen:
+                    raise SpecError(f"--peer-option {key} and --{key.replace('_', '-')} both given")
+                own[key] = _converted(key, value)
+            else:
+                other[key] = value
+        return cls(**chosen, **own, peer=other)
 
     def edge_shapes(self) -> dict[tuple[int, int], LinkShape]:
         """Per-edge shapes (u < v), each on top of the global one."""
@@ -102,15 +125,70 @@ class PeerOptions:
         return self.loss > 0 or any(s.loss > 0 for s in self.edge_shapes().values())
 
     def link_deadline_for(self, n: int) -> float:
-        return self.link_deadline if self.link_deadline is not None else max(60.0, 1.0 * n)
+        return self.link_deadline if self.link_deadline is not None else max(default_of("link_deadline"), 1.0 * n)
 
     def handshake_timeout_for(self, n: int) -> float:
-        return self.handshake_timeout if self.handshake_timeout is not None else max(10.0, n / 10)
+        if self.handshake_timeout is not None:
+            return self.handshake_timeout
+        return max(default_of("handshake_timeout"), n / 10)
 
     def max_runtime_for(self, n: int) -> float:
         if self.max_runtime is not None:
             return self.max_runtime
-        return max(900.0, 2 * self.link_deadline_for(n) + 300.0)
+        return max(default_of("max_runtime"), 2 * self.link_deadline_for(n) + 300.0)
+
+
+_OWN_FIELDS = frozenset(f.name for f in fields(PeerOptions))
+# The help of ``--peer-option`` (p2p run, render, sweep).
+PEER_OPTION_HELP = (f"set a peer option for every peer, repeatable: {', '.join(settable_options())} "
+                    "(see python -m peer --help), e.g. max_runtime=1200")
+
+
+def parse_peer_options(items: list[str] | None) -> dict[str, str]:
+    """``--peer-option KEY=VALUE`` items (repeatable) as a dict: keys stripped, lower-cased, ``-`` as ``_``;
+    refuses an item without ``=`` and a key given twice with different values."""
+    out: dict[str, str] = {}
+    for item in items or ():
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise SpecError(f"--peer-option expects KEY=VALUE, got {item!r}")
+        key = key.strip().lower().replace("-", "_")
+        if key in out and out[key] != value.strip():
+            raise SpecError(f"--peer-option {key} given twice")
+        out[key] = value.strip()
+    return out
+
+
+def _check_settable(key: str) -> None:
+    """Refuse a key that is no peer option, or one that the runner sets itself."""
+    try:
+        by = set_by(key)
+    except KeyError:
+        raise SpecError(f"--peer-option {key}: no such peer option; known: {', '.join(settable_options())}") from None
+    if by is not None:
+        raise SpecError(f"--peer-option {key}: set by {by}, not by --peer-option")
+
+
+def _converted(key: str, value: Any) -> Any:
+    try:
+        return option_value(key, value)
+    except ValueError as e:
+        raise SpecError(f"--peer-option {key}: {e}") from None
+
+
+def _peer_options(raw: Any) -> tuple[tuple[str, Any], ...]:
+    """PeerOptions.peer as sorted (key, value) pairs, each key settable and each value of its option's type."""
+    try:
+        items = dict(raw.items() if isinstance(raw, Mapping) else raw)
+    except (TypeError, ValueError):
+        raise SpecError(f"peer options must be a mapping or (key, value) pairs, got {raw!r}") from None
+    out = {}
+    for key, value in items.items():
+        _check_settable(key)
+        if key in _OWN_FIELDS:
+            raise SpecError(f"--peer-option {key}: belongs in options.{key}, not in options.peer")
+        out[key] = _converted(key, value)
+    return tuple(sorted(out.items()))
 
 
 @dataclass(frozen=True)
@@ -262,6 +340,10 @@ class RunSpec:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["params"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.params}
+        # Absent when empty: spec.json of runs without --peer-option stay as they were.
+        del data["options"]["peer"]
+        if self.options.peer:
+            data["options"]["peer"] = dict(self.options.peer)
         return data
 
     def to_json(self) -> str:

@@ -24,12 +24,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from peer.emulation import LinkShape, Shaper, is_lost
+from peer.config import PeerConfig
+from peer.emulation import Shaper, is_lost
 from peer.protocols import PROTOCOLS
 from peer.upload import upload_logs
 from peer.wire import (
     HEADER,
-    MAX_FRAME,
     FrameError,
     decode_handshake,
     encode_handshake,
@@ -52,48 +52,6 @@ SUMMARY_TAIL = 1 << 16
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_LINK_FAILED = 2
-
-
-@dataclass
-class PeerConfig:
-    """Everything one peer needs to know; built from CLI flags or a JSON file."""
-
-    id: int
-    n: int
-    neighbours: dict[int, tuple[str, int]]
-    log_dir: Path
-    listen_host: str = "0.0.0.0"
-    listen_port: int = 7000
-    listen_fd: int | None = None
-    protocol: str = "v1"
-    seed: int | None = None
-    fanout: int = 2  # protocol gossip: neighbours each copy goes to
-    ttl: int = 3  # protocol ttl: forward only while len(hops) < ttl
-    expect: int | None = None
-    idle: float = 3.0
-    link_deadline: float = 60.0
-    max_runtime: float = 900.0
-    handshake_timeout: float = 10.0
-    max_frame: int = MAX_FRAME
-    max_buffer: int = 64 << 20
-    # Fault injection: a JSON file {"blocked": [[u, v], ...]} the peer re-reads when it
-    # changes; frames over a blocked edge are dropped (and counted) in both directions.
-    control: Path | None = None
-    # Redial a link this peer dialed when it drops (for runs that restart peers).
-    redial: bool = False
-    # Upload the log files to this collector (HOST, PORT) at exit (peer/upload.py; Docker Swarm).
-    upload: tuple[str, int] | None = None
-    # Start barrier: listen at once, but dial and author only once this file exists (the
-    # Compose runner creates it when every container has started). Link deadlines count
-    # from then; a file that never comes ends the peer at ``max_runtime``.
-    start_file: Path | None = None
-    # Exit slots: after its summary, peer i exits only in the wall-clock slot
-    # [i*slot, (i+1)*slot) mod n*slot, so that a thousand containers do not end at once
-    # (Docker 20.10's libnetwork deadlocks on many endpoint deletes at once, moby/moby#46661).
-    exit_slot: float = 0.0
-    # Link emulation (peer/emulation.py): every link's shape, and per-neighbour overrides.
-    shape: LinkShape = field(default_factory=LinkShape)
-    link_shapes: dict[int, LinkShape] = field(default_factory=dict)
 
 
 @dataclass
@@ -129,7 +87,7 @@ class Peer:
         self.cfg = cfg
         self.me = cfg.id
         self.links = {nb: Link(nb, h, p) for nb, (h, p) in sorted(cfg.neighbours.items())}
-        self.proto = PROTOCOLS[cfg.protocol](cfg.id, list(self.links), cfg.n, cfg.seed, fanout=cfg.fanout, ttl=cfg.ttl)
+        self.proto = PROTOCOLS[cfg.protocol](cfg.id, list(self.links), cfg.n, cfg.seed, **cfg.protocol_params)
         self.recv = 0
         self.sent = 0
         self.errors = 0  # error occurrences (an aggregated record stands for ``count`` of them)
@@ -590,7 +548,7 @@ class Peer:
             server = await asyncio.start_server(self._on_accept, sock=sock, limit=STREAM_LIMIT)
         else:
             server = await asyncio.start_server(
-                self._on_accept, cfg.listen_host, cfg.listen_port, limit=STREAM_LIMIT, reuse_address=True
+                self._on_accept, *cfg.listen, limit=STREAM_LIMIT, reuse_address=True
             )
         addr = server.sockets[0].getsockname()
         self.event("listen", addr=f"{addr[0]}:{addr[1]}")

@@ -42,8 +42,10 @@ class Protocol:
     # its first frame was never really up (the other side refused or timed out the
     # handshake) and the dialer dials again.
     authors_to_every_neighbour: bool = True
-    # Protocol parameters and their defaults (positive integers), passed as --<name>.
+    # Protocol parameters and their defaults (positive integers), passed as --<name> (the peer's
+    # flags are generated from these, peer/config.py), and what each means (its --help text).
     params: dict[str, int] = {}
+    param_help: dict[str, str] = {}
     # Do the protocol's decisions depend on the seed?
     uses_seed: bool = False
 
@@ -124,6 +126,7 @@ class Gossip(Protocol):
     reaches_all = False
     authors_to_every_neighbour = False
     params = {"fanout": 2}
+    param_help = {"fanout": "neighbours each copy goes to"}
     uses_seed = True
 
     def __init__(self, me: int, neighbours: list[int], n: int, seed: int | None = None, **params: int) -> None:
@@ -164,6 +167,7 @@ class HopLimitedFlood(HopListFlood):
     name = "ttl"
     reaches_all = False
     params = {"ttl": 3}
+    param_help = {"ttl": "forward only while the hop list is shorter than this"}
 
     def __init__(self, me: int, neighbours: list[int], n: int, seed: int | None = None, **params: int) -> None:
         super().__init__(me, neighbours, n, seed, **params)

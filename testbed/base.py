@@ -17,6 +17,8 @@ import networkx as nx
 from generator.errors import P2PError
 from generator.predict import Prediction
 from generator.spec import RunSpec
+from peer.config import argv_of, parse_address
+from peer.emulation import SHAPE_KEYS
 from testbed.signals import sigterm_interrupts
 
 
@@ -48,31 +50,25 @@ class RunPlan:
         return self.run_dir / "logs"
 
     def peer_args(self, peer: PeerPlan, address: Callable[[int], str], log_dir: str) -> list[str]:
-        """Arguments for ``python -m peer`` (everything but the listen address)."""
-        opts = self.spec.options
-        args = ["--id", str(peer.id), "--n", str(self.spec.n), "--protocol", self.spec.protocol]
-        for nb in peer.neighbours:
-            args += ["-p", f"{nb}={address(nb)}"]
-        args += ["--log-dir", log_dir, "--idle", f"{opts.idle:g}", "--link-deadline", f"{opts.link_deadline_for(self.spec.n):g}"]
-        args += ["--max-runtime", f"{opts.max_runtime_for(self.spec.n):g}", "--handshake-timeout", f"{opts.handshake_timeout_for(self.spec.n):g}"]
-        if self.spec.seed is not None:
-            args += ["--seed", str(self.spec.seed)]
-        for key, value in self.spec.protocol_params().items():  # e.g. --fanout 2, --ttl 3
-            args += [f"--{key}", str(value)]
-        if peer.expect is not None:
-            args += ["--expect", str(peer.expect)]
-        if any(f.edges for f in self.spec.faults):
-            args += ["--control", f"{log_dir}/control.json"]
-        if any(f.action == "restart" for f in self.spec.faults):
-            args += ["--redial"]
-        for key in ("latency", "jitter", "loss", "bandwidth"):
-            if getattr(opts, key):
-                args += [f"--{key}", f"{getattr(opts, key):g}"]
-        for (u, v), shape in opts.edge_shapes().items():
-            if peer.id in (u, v):
-                text = ",".join(f"{k}={getattr(shape, k):g}" for k in ("latency", "jitter", "loss", "bandwidth"))
-                args += ["--link-shape", f"{v if peer.id == u else u}:{text}"]
-        return args
+        """Arguments for ``python -m peer`` (everything but the listen address), spelled by peer/config.py."""
+        spec, opts, n = self.spec, self.spec.options, self.spec.n
+        values = {
+            "id": peer.id, "n": n, "protocol": spec.protocol,
+            "neighbours": {nb: parse_address(address(nb)) for nb in peer.neighbours},
+            "log_dir": log_dir, "idle": opts.idle, "link_deadline": opts.link_deadline_for(n),
+            "max_runtime": opts.max_runtime_for(n), "handshake_timeout": opts.handshake_timeout_for(n),
+            "seed": spec.seed, "protocol_params": spec.protocol_params(),  # e.g. --fanout 2, --ttl 3
+            "expect": peer.expect,
+            "control": f"{log_dir}/control.json" if any(f.edges for f in spec.faults) else None,
+            "redial": any(f.action == "restart" for f in spec.faults),
+            **{key: getattr(opts, key) or None for key in SHAPE_KEYS},
+            "link_shapes": {v if peer.id == u else u: shape for (u, v), shape in opts.edge_shapes().items()
+                            if peer.id in (u, v)},
+        }
+        for key, value in opts.peer:  # --peer-option; a value the run needs (redial on restarts) stays
+            if not values.get(key):
+                values[key] = value
+        return argv_of(values)
 
 
 @dataclass

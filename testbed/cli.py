@@ -13,7 +13,7 @@ from generator.errors import P2PError
 from generator.expect import DEFAULT_LIMIT, expect_for
 from generator.faults import Fault
 from generator.predict import PredictionTooLarge, predict, quick_deliveries
-from generator.spec import PROTOCOL_PARAMS, PROTOCOLS, PeerOptions, RunSpec, parse_params
+from generator.spec import PEER_OPTION_HELP, PROTOCOL_PARAMS, PROTOCOLS, PeerOptions, RunSpec, parse_params
 from generator.topologies import FAMILIES
 from testbed.base import Progress, prepare_run
 from testbed.runners import backend_choices, backend_help, choose_runner
@@ -44,7 +44,7 @@ def _spec_from(args: argparse.Namespace) -> RunSpec:
         raise P2PError(_netem_refusal())
     chosen = {k: getattr(args, k, None) for k in ("idle", "link_deadline", "latency", "jitter", "loss", "bandwidth")}
     chosen["link_shapes"] = tuple(getattr(args, "link_shape", None) or ())
-    opts = PeerOptions(**{k: v for k, v in chosen.items() if v not in (None, ())})
+    opts = PeerOptions.from_cli(getattr(args, "peer_option", None), **{k: v for k, v in chosen.items() if v not in (None, ())})
     faults = tuple(Fault.parse(f) for f in getattr(args, "fault", None) or ())
     return RunSpec.parse(args.topology, args.n, protocol=args.protocol, seed=args.seed, options=opts, faults=faults,
                          params=parse_params(getattr(args, "param", [])),
@@ -101,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"refuse runs predicted above this many deliveries (default {DEFAULT_LIMIT:,})")
     run.add_argument("--idle", type=float, default=None, help="peer idle timeout in seconds")
     run.add_argument("--link-deadline", type=float, default=None, help="seconds a peer waits for its links")
+    run.add_argument("--peer-option", action="append", metavar="KEY=VALUE", help=PEER_OPTION_HELP)
     run.add_argument("--no-expect", action="store_true",
                      help="do not tell peers their predicted deliveries (they exit on idle instead)")
     run.add_argument("--no-plots", action="store_true", help="statistics only, no pictures")
@@ -146,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"refuse runs predicted above this many deliveries (default {DEFAULT_LIMIT:,})")
     ren.add_argument("--idle", type=float, default=None, help="peer idle timeout in seconds")
     ren.add_argument("--link-deadline", type=float, default=None, help="seconds a peer waits for its links")
+    ren.add_argument("--peer-option", action="append", metavar="KEY=VALUE", help=PEER_OPTION_HELP)
     ren.add_argument("--no-expect", action="store_true",
                      help="do not tell peers their predicted deliveries (they exit on idle instead)")
     ren.set_defaults(func=cmd_render)

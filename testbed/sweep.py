@@ -32,7 +32,7 @@ from typing import Any
 from analysis.logs import EventLog, read_all, read_events, receiver_in_hops_allowed, receiver_in_hops_ok
 from generator.errors import P2PError
 from generator.expect import DEFAULT_LIMIT, expect_for
-from generator.spec import PROTOCOL_PARAMS, PROTOCOLS, PeerOptions, RunSpec, parse_params
+from generator.spec import PEER_OPTION_HELP, PROTOCOL_PARAMS, PROTOCOLS, PeerOptions, RunSpec, parse_params
 from generator.topologies import FAMILIES, split_topology
 from peer.logfiles import events_file
 from testbed.base import Progress, prepare_run
@@ -393,6 +393,7 @@ def add_sweep_parser(sub) -> None:
                     help=f"skip cells predicted above this many deliveries (default {DEFAULT_LIMIT:,})")
     sw.add_argument("--idle", type=float, default=None, help="peer idle timeout in seconds")
     sw.add_argument("--link-deadline", type=float, default=None, help="seconds a peer waits for its links")
+    sw.add_argument("--peer-option", action="append", metavar="KEY=VALUE", help=PEER_OPTION_HELP)
     sw.add_argument("--no-plot", action="store_true", help="no sweep.png")
     sw.set_defaults(func=cmd_sweep)
 
@@ -400,8 +401,9 @@ def add_sweep_parser(sub) -> None:
 def cmd_sweep(args: argparse.Namespace) -> int:
     progress = Progress()
     cells = grid(parse_topologies(args.topology), parse_sizes(args.n), parse_protocols(args.protocol or ["v1"]))
-    opts = PeerOptions(**{k: v for k, v in (("idle", args.idle), ("link_deadline", args.link_deadline))
-                          if v is not None})
+    opts = PeerOptions.from_cli(args.peer_option, **{k: v for k, v in (("idle", args.idle),
+                                                                      ("link_deadline", args.link_deadline))
+                                                    if v is not None})
     runner = choose_runner(args.backend, progress)
     sweep_dir, rows = run_sweep(cells, args.out, runner, params=parse_params(args.param), seed=args.seed, options=opts,
                                 limit=args.limit, progress=progress, plot=not args.no_plot)

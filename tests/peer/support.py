@@ -7,7 +7,8 @@ import json
 import socket
 import time
 
-from peer.node import Peer, PeerConfig
+from peer.config import PeerConfig
+from peer.node import Peer
 from peer.wire import encode_frame, encode_handshake, encode_payload
 
 

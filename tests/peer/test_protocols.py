@@ -5,7 +5,7 @@ import random
 import pytest
 
 from generator.spec import PROTOCOL_PARAMS, PROTOCOLS, RunSpec
-from peer.__main__ import config_from_args
+from peer.config import PeerConfig
 from peer.protocols import PROTOCOLS as CLASSES
 from peer.protocols import DedupFlood, Gossip, HopLimitedFlood, HopListFlood
 from peer.wire import encode_payload, parse_payload
@@ -141,11 +141,14 @@ def test_gossip_without_seed_still_works():
 
 
 def test_peer_cli_passes_protocol_parameters():
-    cfg = config_from_args(["--id", "0", "--n", "3", "--protocol", "gossip", "--seed", "4", "--fanout", "3",
-                            "--ttl", "5", "-p", "1=127.0.0.1:1"])
-    assert (cfg.protocol, cfg.seed, cfg.fanout, cfg.ttl) == ("gossip", 4, 3, 5)
-    default = config_from_args(["--id", "0", "--n", "3"])
-    assert (default.fanout, default.ttl) == (2, 3)
+    cfg = PeerConfig.from_argv(["--id", "0", "--n", "3", "--protocol", "gossip", "--seed", "4", "--fanout", "3",
+                                "--ttl", "5", "-p", "1=127.0.0.1:1"])
+    assert (cfg.protocol, cfg.seed, cfg.protocol_params) == ("gossip", 4, {"fanout": 3, "ttl": 5})
+    default = PeerConfig.from_argv(["--id", "0", "--n", "3"])
+    # Parameters not given stay out of the config: the protocol takes its own defaults.
+    assert default.protocol_params == {}
+    assert Gossip(0, [1], 3, **default.protocol_params).fanout == 2
+    assert HopLimitedFlood(0, [1], 3, **default.protocol_params).ttl == 3
 
 
 def test_run_plan_passes_protocol_parameters(tmp_path):

@@ -354,7 +354,7 @@ def test_peer_exits_non_zero_when_its_upload_fails(tmp_path):
     import peer.node as node
     from peer.node import EXIT_ERROR, Peer, PeerConfig
 
-    cfg = PeerConfig(id=0, n=1, neighbours={}, log_dir=tmp_path, listen_host="127.0.0.1", listen_port=0, idle=0.1,
+    cfg = PeerConfig(id=0, n=1, neighbours={}, log_dir=tmp_path, listen=("127.0.0.1", 0), idle=0.1,
                      upload=("127.0.0.1", port))
     calls = []
     real = node.upload_logs
