@@ -26,6 +26,7 @@ from pathlib import Path
 
 from peer.config import PeerConfig
 from peer.emulation import Shaper, is_lost
+from peer.logfiles import events_file, messages_file, traffic_file, traffic_tmp_file
 from peer.protocols import PROTOCOLS
 from peer.upload import upload_logs
 from peer.wire import (
@@ -112,7 +113,7 @@ class Peer:
         self._in_flight = 0  # delayed writes not yet released
         self._last_delivery: float | None = None
         cfg.log_dir.mkdir(parents=True, exist_ok=True)
-        events_path = cfg.log_dir / f"{cfg.id}.events.jsonl"
+        events_path = events_file(cfg.log_dir, cfg.id)
         if holds_summary(events_path):
             # A second plain `docker compose up` of the same file reuses the log directory:
             # appending would mix two runs. A SIGKILLed peer (a restart fault) left no summary.
@@ -121,7 +122,7 @@ class Peer:
                 f"log directory; render a fresh run (`p2p render ...` or `make compose-mesh`) instead "
                 f"of starting the same one again"
             )
-        self._msg_fd = _open_log(cfg.log_dir / f"{cfg.id}.txt")
+        self._msg_fd = _open_log(messages_file(cfg.log_dir, cfg.id))
         self._ev_fd = _open_log(events_path)
 
     # ---- logging -------------------------------------------------------------
@@ -640,9 +641,9 @@ class Peer:
             for lk in self.links.values()
             if lk.frames_in or lk.frames_out
         )
-        tmp = self.cfg.log_dir / f".{self.me}.traffic.txt.tmp"
+        tmp = traffic_tmp_file(self.cfg.log_dir, self.me)
         tmp.write_text(traffic)
-        os.replace(tmp, self.cfg.log_dir / f"{self.me}.traffic.txt")
+        os.replace(tmp, traffic_file(self.cfg.log_dir, self.me))
         self.event(
             "summary",
             recv=self.recv,

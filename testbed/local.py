@@ -24,6 +24,7 @@ from pathlib import Path
 
 import peer as peer_package
 from analysis.follow import DeliveryCounter, ListenWatch, read_progress
+from peer.config import argv_of
 from peer.logfiles import stderr_file
 from testbed.base import (
     PeerPlan,
@@ -192,7 +193,7 @@ class LocalRunner(Runner):
 
     def peer_command(self, listen_fd: int, args: list[str]) -> list[str]:
         """The command line of one peer (a subclass may wrap it, e.g. in ``nice``)."""
-        return [self.python, "-m", "peer", "--listen-fd", str(listen_fd), *args]
+        return [self.python, "-m", "peer", *argv_of({"listen_fd": listen_fd}), *args]
 
     def _spawn(self, plan: RunPlan, peer: PeerPlan, sock: socket.socket, ports: dict[int, int],
                env: dict[str, str]) -> subprocess.Popen:

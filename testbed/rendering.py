@@ -26,6 +26,7 @@ from generator.render import (
     write_env,
 )
 from generator.spec import RunSpec
+from peer.config import DEFAULT_HOST, argv_of
 from testbed.base import RunnerError, RunPlan, prepare_run
 
 # Containers start one after the other (0.2-0.4 s each measured on 2 cores): a peer's
@@ -49,15 +50,14 @@ def compose_services(plan: RunPlan, barrier: bool = False, exit_slot: float = EX
     on, they end one ``exit_slot`` apart (see ``EXIT_SLOT``).
     """
     port = plan.spec.port
-    extra: tuple[str, ...] = ("--start-file", f"/logs/{START_FILE}") if barrier else ()
-    if plan.spec.n >= EXIT_SLOTS_FROM:
-        extra += ("--exit-slot", f"{exit_slot:g}")
+    extra = argv_of({"start_file": f"/logs/{START_FILE}" if barrier else None,
+                     "exit_slot": exit_slot if plan.spec.n >= EXIT_SLOTS_FROM else None})
     return [
         PeerService(
             id=peer.id,
             neighbours=peer.neighbours,
             command=(
-                "--listen", f"0.0.0.0:{port}",
+                *argv_of({"listen": (DEFAULT_HOST, port)}),
                 *plan.peer_args(peer, lambda nb: f"{service_name(nb)}:{port}", "/logs"),
                 *extra,
             ),

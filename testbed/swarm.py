@@ -41,6 +41,7 @@ from generator.render_stack import (
     render_stack,
     stack_name,
 )
+from peer.config import DEFAULT_HOST, argv_of, parse_address
 from peer.logfiles import events_file, stderr_file
 from testbed.base import Progress, Runner, RunnerError, RunPlan, RunResult, tail_of
 from testbed.engine import BUILD_SCRIPT, DOCKER_ERRORS, clean_by_label, docker_client, ensure_image, labels_of
@@ -278,9 +279,9 @@ class SwarmRunner(Runner):
                 id=peer.id,
                 neighbours=peer.neighbours,
                 command=(
-                    "--listen", f"0.0.0.0:{port}",
+                    *argv_of({"listen": (DEFAULT_HOST, port)}),
                     *plan.peer_args(peer, lambda nb: f"{service_name(nb)}:{port}", "/logs"),
-                    "--upload", collector_address(COLLECTOR_PORT),
+                    *argv_of({"upload": parse_address(collector_address(COLLECTOR_PORT))}),
                 ),
             )
             for peer in plan.peers
