@@ -130,9 +130,12 @@ class Collector:
             if complete:
                 self.done.set()
         except _Refuse as e:
+            _discard(staged)  # before the refusal: once it is read, nothing of this upload may be left
+            staged = []
             self._error(f"refused upload from {who}: {e}")
             reason = str(e).encode()[:1000]
             _send(sock, ACK_NO + NAME_LEN.pack(len(reason)) + reason)
+            _drain(sock)
         except _Truncated as e:
             self._error(f"truncated upload from {who}: {e} (after {received} file bytes); nothing stored")
         except TimeoutError:
@@ -244,6 +247,26 @@ def _read(sock: socket.socket, n: int) -> bytes:
 def _send(sock: socket.socket, data: bytes) -> None:
     try:
         sock.sendall(data)
+    except OSError:
+        pass
+
+
+DRAIN_LIMIT = 1 << 20  # bytes of a refused upload read and dropped before closing
+DRAIN_TIMEOUT = 1.0
+
+
+def _drain(sock: socket.socket) -> None:
+    """Half-close, then read what the uploader still sends (bounded) before the socket closes.
+
+    Closing with unread input makes the kernel answer with a reset, which can destroy the
+    refusal before the uploader reads it (tests/peer/test_upload.py saw ENOTCONN about once
+    in seven runs); after the drain the uploader gets the reason instead."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(DRAIN_TIMEOUT)
+        drained = 0
+        while drained < DRAIN_LIMIT and (chunk := sock.recv(65536)):
+            drained += len(chunk)
     except OSError:
         pass
 
