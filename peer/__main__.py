@@ -12,10 +12,10 @@ if __name__ == "__main__":
     # costs ~4 MB of memory per peer, a thousand times over in a 1000-container run.
     sys.modules.setdefault("ssl", None)
 
-import asyncio  # noqa: E402
+import asyncio
 
-from peer.config import PeerConfig  # noqa: E402
-from peer.node import EXIT_ERROR, Peer  # noqa: E402
+from peer.config import PeerConfig
+from peer.node import EXIT_ERROR, Peer
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,8 +11,8 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from analysis import run_analysis  # noqa: E402
-from analysis.compare import compare  # noqa: E402
+from analysis import run_analysis
+from analysis.compare import compare
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 EXTERNAL = re.compile(
