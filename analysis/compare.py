@@ -247,6 +247,7 @@ def format_comparison(rows: list[dict[str, Any]]) -> str:
 
 
 VERDICT_COLOURS = {"OK": "#2e7d32", "EXPLAINED": "#b26a00", "NOT OK": "#c62828", "NOT CHECKED": "#666666"}
+OBSERVED_COLOUR, PREDICTED_COLOUR = "#4c78a8", "#bab0ac"
 
 
 def _legend_line(r: dict[str, Any], limit: int) -> str:
@@ -323,10 +324,70 @@ def _write_run_legend(fig, rows: list[dict[str, Any]], renderer, frame: tuple[fl
             t.set_text(_legend_line(r, int(len(text) * col_px / w)))
 
 
+@dataclass(frozen=True)
+class _VerdictStyle:
+    """How verdicts are written over their run's bars, and the room kept for them."""
+
+    kw: dict[str, Any]
+    split: bool  # "NOT CHECKED" on two lines
+    room: float  # fraction of a panel's height kept free over the data
+
+    def text(self, verdict: str) -> str:
+        return "NOT\nCHECKED" if self.split and verdict == "NOT CHECKED" else verdict
+
+
+def _text_px(fig, renderer, text: str, height: bool = False, **kw: Any) -> float:
+    t = fig.text(0, 0, text, **kw)
+    box = t.get_window_extent(renderer)
+    t.remove()
+    return box.height if height else box.width
+
+
+def _verdict_style(fig, renderer, rows: list[dict[str, Any]], slot_px: float, panel_px: float) -> _VerdictStyle:
+    # A verdict goes over its run's bars: on one line, on two, or turned upright when narrower.
+    kw: dict[str, Any] = {"fontsize": 7, "fontweight": "bold", "linespacing": 0.95}
+    split = _text_px(fig, renderer, "NOT CHECKED", **kw) > 0.95 * slot_px
+    if _text_px(fig, renderer, "EXPLAINED", **kw) > 0.95 * slot_px:
+        split = False
+        kw["rotation"] = 90
+    style = _VerdictStyle(kw, split, 0.0)
+    # Room over the bars for the verdicts: the top of the data at most at 1 - room of the height.
+    tallest = max(_text_px(fig, renderer, style.text(r["verdict"]), height=True, **kw) for r in rows)
+    return _VerdictStyle(kw, split, min(0.6, (tallest + 0.03 * fig.dpi) / panel_px))
+
+
+def _headroom(ax, frac: float = 0.2) -> None:
+    lo, hi = ax.get_ylim()
+    if ax.get_yscale() == "log":
+        ax.set_ylim(lo, hi * (hi / lo) ** frac)
+    else:
+        ax.set_ylim(lo, hi + frac * (hi - lo))
+
+
+def _grouped(ax, rows: list[dict[str, Any]], xs: list[int], key: str, title: str, unit: str,
+             style: _VerdictStyle) -> None:
+    """Observed beside predicted bars of ``key`` per run, each run's verdict over them."""
+    from matplotlib.ticker import EngFormatter
+
+    obs = [r[key] for r in rows]
+    exp = [r[f"expected_{key}"] for r in rows]
+    ax.bar([x - 0.2 for x in xs], obs, width=0.4, color=OBSERVED_COLOUR, zorder=2)
+    ax.bar([x + 0.2 for x in xs], [e or 0 for e in exp], width=0.4, color=PREDICTED_COLOUR, zorder=2)
+    vals = [v for v in obs + exp if v]
+    if vals and max(vals) / max(min(vals), 1) > 100:
+        ax.set_yscale("log")
+    else:
+        ax.yaxis.set_major_formatter(EngFormatter(unit=unit))
+    _headroom(ax, style.room / (1 - style.room))
+    for x, r in zip(xs, rows):
+        ax.annotate(style.text(r["verdict"]), (x, 0.985), xycoords=("data", "axes fraction"), ha="center",
+                    va="top", color=VERDICT_COLOURS.get(r["verdict"], "#333333"), **style.kw)
+    ax.set_title(title, fontsize=11, loc="left")
+
+
 def draw_comparison(rows: list[dict[str, Any]]):
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
-    from matplotlib.ticker import EngFormatter
 
     from analysis.plots import figure
 
@@ -344,63 +405,22 @@ def draw_comparison(rows: list[dict[str, Any]]):
         "top": 1 - top_in / height, "bottom": bottom_in / height})
     xs = list(range(k))
     renderer = fig.canvas.get_renderer()
-    slot_px = axes[0][0].get_window_extent(renderer).width / (k + 0.2)
-
-    def text_px(text: str, height: bool = False, **kw: Any) -> float:
-        t = fig.text(0, 0, text, **kw)
-        box = t.get_window_extent(renderer)
-        t.remove()
-        return box.height if height else box.width
-
+    panel = axes[0][0].get_window_extent(renderer)
+    slot_px = panel.width / (k + 0.2)
     # Each tick label is "#i" over the topology, or only "#i" when a topology would not
     # fit its slot (the legend under the panels names every run).
     labels = [f"{r['label']}\n{r['name']}" for r in rows]
-    if max(text_px(s, fontsize=8) for s in labels) > 0.92 * slot_px:
+    if max(_text_px(fig, renderer, s, fontsize=8) for s in labels) > 0.92 * slot_px:
         labels = [r["label"] for r in rows]
-    # A verdict goes over its run's bars: on one line, on two, or turned upright when narrower.
-    verdict_kw: dict[str, Any] = {"fontsize": 7, "fontweight": "bold", "linespacing": 0.95}
-    split = text_px("NOT CHECKED", **verdict_kw) > 0.95 * slot_px
-    upright = text_px("EXPLAINED", **verdict_kw) > 0.95 * slot_px
-    if upright:
-        split = False
-        verdict_kw["rotation"] = 90
-    # Room over the bars for the verdicts: the top of the data at most at 1 - room of the height.
-    tallest = max(text_px("NOT\nCHECKED" if split and r["verdict"] == "NOT CHECKED" else r["verdict"],
-                          height=True, **verdict_kw) for r in rows)
-    room = min(0.6, (tallest + 0.03 * fig.dpi) / axes[0][0].get_window_extent(renderer).height)
-    obs_c, exp_c = "#4c78a8", "#bab0ac"
-
-    def headroom(ax, frac: float = 0.2) -> None:
-        lo, hi = ax.get_ylim()
-        if ax.get_yscale() == "log":
-            ax.set_ylim(lo, hi * (hi / lo) ** frac)
-        else:
-            ax.set_ylim(lo, hi + frac * (hi - lo))
-
-    def grouped(ax, key: str, title: str, unit: str) -> None:
-        obs = [r[key] for r in rows]
-        exp = [r[f"expected_{key}"] for r in rows]
-        ax.bar([x - 0.2 for x in xs], obs, width=0.4, color=obs_c, zorder=2)
-        ax.bar([x + 0.2 for x in xs], [e or 0 for e in exp], width=0.4, color=exp_c, zorder=2)
-        vals = [v for v in obs + exp if v]
-        if vals and max(vals) / max(min(vals), 1) > 100:
-            ax.set_yscale("log")
-        else:
-            ax.yaxis.set_major_formatter(EngFormatter(unit=unit))
-        headroom(ax, room / (1 - room))
-        for x, r in zip(xs, rows):
-            text = "NOT\nCHECKED" if split and r["verdict"] == "NOT CHECKED" else r["verdict"]
-            ax.annotate(text, (x, 0.985), xycoords=("data", "axes fraction"), ha="center", va="top",
-                        color=VERDICT_COLOURS.get(r["verdict"], "#333333"), **verdict_kw)
-        ax.set_title(title, fontsize=11, loc="left")
-
-    grouped(axes[0][0], "deliveries", "deliveries (with each run's verdict)", "")
-    grouped(axes[0][1], "bytes", "bytes", "B")
-    _draw_bytes_per_peer(axes[1][0], rows, xs, obs_c)
+    style = _verdict_style(fig, renderer, rows, slot_px, panel.height)
+    _grouped(axes[0][0], rows, xs, "deliveries", "deliveries (with each run's verdict)", "", style)
+    _grouped(axes[0][1], rows, xs, "bytes", "bytes", "B", style)
+    _draw_bytes_per_peer(axes[1][0], rows, xs, OBSERVED_COLOUR)
     _draw_quiescence(axes[1][1], rows, xs)
     _style_run_axes(axes, xs, labels, k)
     fig.legend(
-        handles=[Patch(color=obs_c, label="observed"), Patch(color=exp_c, label="predicted (or upper bound)"),
+        handles=[Patch(color=OBSERVED_COLOUR, label="observed"),
+                 Patch(color=PREDICTED_COLOUR, label="predicted (or upper bound)"),
                  Line2D([], [], color="#333333", marker="|", markersize=11, markeredgewidth=1.5, ls="",
                         label="per-peer range")],
         loc="upper right", ncol=3, fontsize=9, frameon=False, bbox_to_anchor=(1 - right / width, 1 - 0.12 / height),
