@@ -99,7 +99,6 @@ class MessageLog:
     # undirected edges (a < b) of this peer's world view (docs/design.md "World view")
     view: set[tuple[int, int]] = field(default_factory=set)
     max_id: int = -1
-    lines_read: int = 0
     problems: list[LogProblem] = field(default_factory=list)
 
 
@@ -221,7 +220,6 @@ def read_messages(path: Path, peer: int, n: int | None = None, block: int = BLOC
                 line_no += count
     if carry and not skipping:
         probs.add(line_no + 1, f"torn last line (no trailing newline, {len(carry)} bytes), skipped")
-    log.lines_read = line_no
     # Fold the fast path's byte-keyed counters into int-keyed ones.
     for (key, length), count in by_key.items():
         author = int(key[0])

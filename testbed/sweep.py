@@ -29,12 +29,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from analysis.logs import EventLog, read_all, read_events, receiver_in_hops_allowed, receiver_in_hops_ok
+from analysis.logs import EventLog, read_all, receiver_in_hops_allowed, receiver_in_hops_ok
 from generator.errors import P2PError
 from generator.expect import DEFAULT_LIMIT, expect_for
 from generator.spec import PEER_OPTION_HELP, PROTOCOL_PARAMS, PROTOCOLS, PeerOptions, RunSpec, parse_params
 from generator.topologies import FAMILIES, split_topology
-from peer.logfiles import events_file
 from testbed.base import Progress, prepare_run
 from testbed.runners import backend_choices, choose_runner
 
@@ -143,11 +142,6 @@ def _protocol_of(run_dir: Path) -> str | None:
     """The run's protocol from its spec.json (None without one)."""
     path = run_dir / "spec.json"
     return RunSpec.load(path).protocol if path.exists() else None
-
-
-def quiescence(log_dir: Path, n: int) -> float | None:
-    """Last growth of any peer's receive count minus the earliest start (events logs)."""
-    return _quiescence([read_events(events_file(log_dir, p), p) for p in range(n)])
 
 
 def _quiescence(events: list[EventLog]) -> float | None:
