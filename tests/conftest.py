@@ -40,3 +40,22 @@ def no_labelled_leftovers():
     leaked = sorted(after - before)
     if leaked:
         pytest.fail(f"the test suite left {len(leaked)} object(s) labelled p2p.run: {', '.join(leaked[:10])}")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """A headless Chromium (tests/browser.py) for the session; tests using it are marked ``browser``.
+    Skipped without chromium/chromedriver, but under CI=true that is a failure: .ci/run installs them."""
+    from tests.browser import Browser, in_ci, missing_programs, start_driver
+
+    missing = missing_programs()
+    if missing:
+        why = f"{' and '.join(missing)} missing (apt-get install chromium chromium-driver)"
+        if in_ci():
+            pytest.fail(f"browser tests under CI=true: {why}", pytrace=False)
+        pytest.skip(why)
+    driver = start_driver()
+    try:
+        yield Browser(driver)
+    finally:
+        driver.quit()
