@@ -249,3 +249,18 @@ def test_the_state_follows_the_files_line_by_line(tmp_path):
     assert snap["deliveries"] == 3 and snap["errors"] == {"bad_frame": 3}
     assert [f["fault"] for f in snap["faults"]] == ["kill:1@0.4"]
     assert snap["elapsed"] is not None and not snap["ended"]
+
+
+def test_senders_of_many_digits_and_lines_that_are_no_message(tmp_path):
+    spec = RunSpec.parse("cycle", 12)
+    run_dir = tmp_path / "run"
+    (run_dir / "logs").mkdir(parents=True)
+    live = LiveState(LiveSetup.of(run_dir, spec, None), min_interval=0)
+    lines = ['{"id":10,"hops":[10]}', '{"id":9,"hops":[9,10]}', '{"id":1,"hops":[1,0]}', "not a message]}",
+             '{"id":3,"hops":[3,12]}', "}", ""]
+    (run_dir / "logs" / "11.txt").write_text("\n".join(lines) + "\n")
+    snap = live.snapshot()
+    assert snap["peers"][11]["delivered"] == 3  # the lines that are messages from a peer
+    assert {(e["src"], e["dst"]): (e["frames"], e["bytes"]) for e in snap["links"] if e["frames"]} == {
+        (10, 11): (2, len(lines[0]) + len(lines[1]) + 8), (0, 11): (1, len(lines[2]) + 4)}
+    assert snap["expected"] is None and snap["peers"][0]["expected"] is None
