@@ -122,11 +122,11 @@ class LiveState:
         self._refreshed = float("-inf")
         self._snapshot: dict[str, Any] | None = None
 
-    def snapshot(self) -> dict[str, Any]:
-        """The current state as plain JSON-able data (re-read when older than ``min_interval``)."""
+    def snapshot(self, fresh: bool = False) -> dict[str, Any]:
+        """The current state as plain JSON-able data (re-read when older than ``min_interval``, or ``fresh``)."""
         with self._lock:
             now = time.monotonic()
-            if self._snapshot is None or now - self._refreshed >= self._min_interval:
+            if fresh or self._snapshot is None or now - self._refreshed >= self._min_interval:
                 self._refreshed = now
                 self._refresh()
                 self._snapshot = self._build()

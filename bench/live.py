@@ -49,17 +49,18 @@ def one_run(spec: RunSpec, prediction, runs_root: Path, live: bool) -> dict:
     poller = threading.Thread(target=poll, args=(server.url, stop, counts)) if server else None
     if poller:
         poller.start()
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     result = LocalRunner().run(plan, Progress(interval=3600))
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     final = None
     if server:
         stop.set()
         poller.join()
-        final = server.state.snapshot()["deliveries"]
+        final = server.state.snapshot(fresh=True)["deliveries"]
         server.stop()
     ok = not result.failed_peers and (final is None or final == prediction.deliveries)
-    return {"live": live, "wall_s": round(wall, 3), "ok": ok, "polls": counts}
+    # CPU of this process (runner and server threads, not the peers) while the run lasted.
+    return {"live": live, "wall_s": round(wall, 3), "runner_cpu_s": round(cpu, 3), "ok": ok, "polls": counts}
 
 
 def main() -> int:
@@ -76,7 +77,8 @@ def main() -> int:
             for live in ((False, True) if i % 2 == 0 else (True, False)):
                 row = one_run(spec, prediction, Path(tmp), live)
                 rows.append(row)
-                print(f"pair {i}: {'with' if live else 'without'} --live  {row['wall_s']:6.2f} s  ok={row['ok']}  "
+                print(f"pair {i}: {'with' if live else 'without'} --live  {row['wall_s']:6.2f} s  runner CPU {row['runner_cpu_s']:.2f} s  "
+                      f"ok={row['ok']}  "
                       f"polls={row['polls']}", flush=True)
     without = [r["wall_s"] for r in rows if not r["live"]]
     with_live = [r["wall_s"] for r in rows if r["live"]]
@@ -84,8 +86,14 @@ def main() -> int:
         "run": spec.name, "pairs": args.pairs, "rows": rows,
         "without_median_s": statistics.median(without), "with_median_s": statistics.median(with_live),
         "without_range_s": [min(without), max(without)], "with_range_s": [min(with_live), max(with_live)],
+        "paired_diff_s": [round(sum(r["wall_s"] * (1 if r["live"] else -1) for r in rows[i:i + 2]), 3)
+                          for i in range(0, len(rows), 2)],  # with minus without, pair by pair
+        "runner_cpu_median_s": {"without": statistics.median(r["runner_cpu_s"] for r in rows if not r["live"]),
+                                "with": statistics.median(r["runner_cpu_s"] for r in rows if r["live"])},
         "exact": all(r["ok"] for r in rows),
     }
+    print(f"with minus without, per pair: {figures['paired_diff_s']} s; runner CPU median "
+          f"{figures['runner_cpu_median_s']}")
     print(f"{spec.name} local: without --live median {figures['without_median_s']:.2f} s "
           f"({min(without):.2f}-{max(without):.2f}), with --live median {figures['with_median_s']:.2f} s "
           f"({min(with_live):.2f}-{max(with_live):.2f})")

@@ -162,17 +162,21 @@ def build_parser() -> argparse.ArgumentParser:
     cln.add_argument("--run", metavar="RUN_ID", default=None, help="only this run's objects")
     cln.set_defaults(func=cmd_clean)
 
+    _add_watch_parser(sub)
+    top = sub.add_parser("topologies", help="list the topology families, their parameters and defaults")
+    top.set_defaults(func=cmd_topologies)
+    add_sweep_parser(sub)
+    return parser
+
+
+def _add_watch_parser(sub) -> None:
+    """`p2p watch RUN_DIR [--port P]`."""
     wat = sub.add_parser("watch", help="serve the live page (and /metrics) of a run directory, running or finished",
                          description="Serve on 127.0.0.1 the live page of any run directory: one started by "
                                      "`docker compose up`, another `p2p run`, or a finished one. Ctrl-C stops it.")
     wat.add_argument("run_dir", type=Path, nargs="?", default=Path("runs/latest"), help="default runs/latest")
     wat.add_argument("--port", type=int, default=LIVE_PORT, help=f"default {LIVE_PORT}; 0: any free port")
     wat.set_defaults(func=cmd_watch)
-
-    top = sub.add_parser("topologies", help="list the topology families, their parameters and defaults")
-    top.set_defaults(func=cmd_topologies)
-    add_sweep_parser(sub)
-    return parser
 
 
 def _netem_refusal() -> str:

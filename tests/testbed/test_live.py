@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import queue
+import re
 import signal
 import socket
 import subprocess
@@ -23,6 +25,7 @@ from generator.predict import predict
 from generator.spec import RunSpec
 from testbed.base import PeerPlan, Progress, prepare_run
 from testbed.live import LiveServer
+from testbed.local import LocalRunner
 
 ROOT = Path(__file__).resolve().parents[2]
 FINAL = "shows the final state"
@@ -192,6 +195,17 @@ def test_watch_without_a_run_directory_says_so(tmp_path):
 def test_progress_says_deliveries_of_expected_and_the_rate():
     assert Progress.deliveries(12_345, 986_400, 2.0) == "12,345/986,400 deliveries, 6,172/s"
     assert Progress.deliveries(10, None, 0.0) == "10 deliveries, 0/s"
+
+
+def test_a_local_run_without_a_terminal_prints_deliveries_of_expected_every_few_seconds(tmp_path):
+    out = io.StringIO()  # not a tty: one line per update, at most every 5 s
+    progress = Progress(stream=out)
+    assert not progress.tty and progress.interval == 5.0
+    spec = RunSpec.parse("mesh", 5)
+    plan = prepare_run(spec, tmp_path, predict(spec.graph(), "mesh"))
+    LocalRunner().run(plan, Progress(stream=out, interval=0.01))
+    lines = [line for line in out.getvalue().splitlines() if line.startswith("local mesh-5:")]
+    assert lines and all(re.search(r", [\d,]+/320 deliveries, [\d,]+/s, [\d.]+ s$", line) for line in lines), lines
 
 
 def test_the_plan_knows_the_expected_total(tmp_path):
