@@ -24,7 +24,7 @@ from generator.errors import P2PError
 from generator.predict import predict
 from generator.spec import RunSpec
 from testbed.base import PeerPlan, Progress, prepare_run
-from testbed.live import LiveServer
+from testbed.live import LiveServer, serve_run
 from testbed.local import LocalRunner
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -278,3 +278,24 @@ def test_senders_of_many_digits_and_lines_that_are_no_message(tmp_path):
     assert {(e["src"], e["dst"]): (e["frames"], e["bytes"]) for e in snap["links"] if e["frames"]} == {
         (10, 11): (2, len(lines[0]) + len(lines[1]) + 8), (0, 11): (1, len(lines[2]) + 4)}
     assert snap["expected"] is None and snap["peers"][0]["expected"] is None
+
+
+def test_a_fault_run_shows_the_fault_the_killed_peer_and_the_summary(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "testbed.cli", "run", "-t", "mesh", "-n", "6", "--backend", "local",
+                        "--fault", "kill:3@deliveries=500", "--no-plots", "--out", str(tmp_path)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    run_dir = (tmp_path / "latest").resolve()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    live = serve_run(run_dir, 0)
+    try:
+        s, m = state(live.url), metrics(live.url)
+    finally:
+        live.stop()
+    assert [f["fault"] for f in s["faults"]] == ["kill:3@deliveries=500"]
+    assert m["p2p_faults_fired_total"] == {(("action", "kill"),): 1}
+    assert s["peers"][3]["state"] == "failed" and s["ended"]
+    assert (s["deliveries"], s["bytes"]) == (summary["deliveries"], summary["bytes"])
+    assert not s["exact"] and s["expected"] == summary["expected_deliveries"]
+    assert m["p2p_run_info"][next(iter(m["p2p_run_info"]))] == 1
+    assert dict(next(iter(m["p2p_run_info"])))["prediction"] == "upper_bound"
