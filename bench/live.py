@@ -44,7 +44,8 @@ def poll(url: str, stop: threading.Event, counts: dict[str, int]) -> None:
 def one_run(spec: RunSpec, prediction, runs_root: Path, live: bool) -> dict:
     plan = prepare_run(spec, runs_root, prediction)
     counts: dict[str, int] = {}
-    server = LiveServer(LiveState(LiveSetup.of(plan.run_dir, spec, prediction)), 0).start() if live else None
+    state = LiveState(LiveSetup.of(plan.run_dir, spec, prediction))
+    server = LiveServer(state, 0).start() if live else None
     stop = threading.Event()
     poller = threading.Thread(target=poll, args=(server.url, stop, counts)) if server else None
     if poller:
@@ -56,7 +57,7 @@ def one_run(spec: RunSpec, prediction, runs_root: Path, live: bool) -> dict:
     if server:
         stop.set()
         poller.join()
-        final = server.state.snapshot(fresh=True)["deliveries"]
+        final = state.snapshot(fresh=True)["deliveries"]
         server.stop()
     ok = not result.failed_peers and (final is None or final == prediction.deliveries)
     # CPU of this process (runner and server threads, not the peers) while the run lasted.

@@ -15,7 +15,7 @@ from generator.faults import Fault
 from generator.predict import PredictionTooLarge, predict, quick_deliveries
 from generator.spec import PEER_OPTION_HELP, PROTOCOL_PARAMS, PROTOCOLS, PeerOptions, RunSpec, parse_params
 from generator.topologies import FAMILIES
-from testbed.base import Progress, prepare_run
+from testbed.base import Progress, Runner, RunPlan, prepare_run
 from testbed.live import DEFAULT_PORT as LIVE_PORT
 from testbed.runners import backend_choices, backend_help, choose_runner
 from testbed.sweep import add_sweep_parser
@@ -197,15 +197,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress.message(f"{spec.name} ({spec.protocol}): predicted {prediction.deliveries:,} deliveries, "
                          f"{prediction.bytes:,} bytes")
     runner = choose_runner(args.backend, progress)
-    plan = prepare_run(spec, args.out, None if args.no_expect else prediction)
-    progress.message(f"run {plan.run_id} -> {plan.run_dir}  (backend: {runner.name})")
     if args.live is None:
+        plan = prepare_run(spec, args.out, None if args.no_expect else prediction)
+        progress.message(f"run {plan.run_id} -> {plan.run_dir}  (backend: {runner.name})")
         return _run_and_judge(args, runner, plan, progress)
     from analysis.live import LiveSetup, LiveState
     from testbed.live import LiveServer
 
-    setup = LiveSetup.of(plan.run_dir, spec, prediction, swarm=runner.name == "swarm")
-    with LiveServer(LiveState(setup), args.live) as live:
+    with LiveServer(None, args.live) as live:  # bound first: a taken port leaves no run directory behind
+        plan = prepare_run(spec, args.out, None if args.no_expect else prediction)
+        progress.message(f"run {plan.run_id} -> {plan.run_dir}  (backend: {runner.name})")
+        live.show(LiveState(LiveSetup.of(plan.run_dir, spec, prediction, swarm=runner.name == "swarm")))
         progress.message(f"live: {live.url}  (metrics: {live.url}metrics)")
         code = _run_and_judge(args, runner, plan, progress)
         progress.message(f"live: {live.url} shows the final state; Ctrl-C to stop")
@@ -213,7 +215,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return code
 
 
-def _run_and_judge(args: argparse.Namespace, runner, plan, progress: Progress) -> int:
+def _run_and_judge(args: argparse.Namespace, runner: Runner, plan: RunPlan, progress: Progress) -> int:
     """Run the plan, keep the exits, analyse: the exit status of `p2p run`."""
     result = runner.run(plan, progress)
     progress.message(f"peers finished in {result.duration:.2f} s")

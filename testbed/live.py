@@ -86,7 +86,7 @@ class RunCollector(Collector):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    live: LiveState
+    live: LiveState | None
     registry: CollectorRegistry
 
 
@@ -96,7 +96,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # the name http.server calls
         path = self.path.split("?", 1)[0]
         live = self.server.live
-        if path == "/":
+        if live is None and path != "/":
+            self._send(503, "text/plain", b"the run is not set up yet\n")
+        elif path == "/":
             self._send(200, "text/html; charset=utf-8", PAGE.read_bytes())
         elif path == "/state.json":
             self._send(200, "application/json", json.dumps(live.snapshot()).encode())
@@ -130,18 +132,29 @@ def setup_json(setup: LiveSetup) -> dict:
 class LiveServer:
     """The live page of one run, served from a daemon thread until :meth:`stop`."""
 
-    def __init__(self, state: LiveState, port: int = DEFAULT_PORT) -> None:
-        self.state = state
+    def __init__(self, state: LiveState | None, port: int = DEFAULT_PORT) -> None:
+        """Bind now (a taken port is a ``P2PError`` before anything else starts); ``state``
+        may come later, through :meth:`show` (until then the page's requests get 503)."""
         try:
             self._server = _Server((HOST, port), _Handler)
         except OSError as e:
             raise P2PError(f"cannot serve the live page on {HOST}:{port}: {e.strerror or e} "
                            "(choose another port; 0 = any free one)") from e
-        self._server.live = state
-        self._server.registry = CollectorRegistry(auto_describe=False)
-        self._server.registry.register(RunCollector(state))
+        self._server.live = None
+        if state is not None:
+            self.show(state)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="p2p-live", daemon=True)
+
+    def show(self, state: LiveState) -> None:
+        """Serve this run's state from now on."""
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(RunCollector(state))
+        self._server.registry, self._server.live = registry, state
+
+    @property
+    def state(self) -> LiveState | None:
+        return self._server.live
 
     @property
     def address(self) -> tuple[str, int]:

@@ -185,6 +185,18 @@ def test_a_taken_port_is_a_user_error(tmp_path):
             LiveServer(LiveState(_setup(tmp_path)), port)
 
 
+def test_run_live_on_a_taken_port_starts_nothing(tmp_path):
+    with LiveServer(None, 0) as taken:
+        with pytest.raises(urllib.error.HTTPError, match="503"):
+            get(taken.url + "state.json")  # bound, no run shown yet
+        r = subprocess.run([sys.executable, "-m", "testbed.cli", "run", "-t", "mesh", "-n", "3", "--backend", "local",
+                            "--live", str(taken.address[1]), "--out", str(tmp_path / "runs")],
+                           cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"cannot serve the live page on 127.0.0.1:{taken.address[1]}" in r.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
 def test_watch_without_a_run_directory_says_so(tmp_path):
     r = subprocess.run([sys.executable, "-m", "testbed.cli", "watch", str(tmp_path / "nope"), "--port", "0"],
                        cwd=ROOT, capture_output=True, text=True, timeout=60)
