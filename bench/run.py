@@ -117,6 +117,7 @@ def main() -> int:
         results["analysis"] = run_script("bench_analysis.py", [str(mesh9)])
     results["peer_memory"] = run_script("peer_memory.py", ["--n", "1000"])
     results["fault_trigger"] = run_script("fault_trigger.py", ["--repeats", "3"])
+    results["live"] = run_script("live.py", ["--pairs", "5"])  # mesh-9 with and without the live server
     if not args.skip_compose and docker_available():
         sizes = [int(x) for x in args.compose_sizes.split(",") if x]
         small, large = [n for n in sizes if n <= 200], [n for n in sizes if n > 200]
@@ -136,7 +137,7 @@ def main() -> int:
     print(f"\nresults written to {out.relative_to(ROOT)}")
     print(json.dumps({k: v for k, v in results.items() if k != "local"}, indent=2))
     exact = all(r["exact"] for r in results["local"] + results["cycle_local"])
-    others = all((results[k] or {}).get("exact") for k in ("peer_memory", "fault_trigger"))
+    others = all((results[k] or {}).get("exact") for k in ("peer_memory", "fault_trigger", "live"))
     return 0 if exact and others else 1
 
 

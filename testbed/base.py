@@ -49,6 +49,12 @@ class RunPlan:
     def log_dir(self) -> Path:
         return self.run_dir / "logs"
 
+    @property
+    def expected_deliveries(self) -> int | None:
+        """What the peers were told to expect, all together; None when some were not (not exact)."""
+        expects = [p.expect for p in self.peers]
+        return None if None in expects else sum(expects)
+
     def peer_args(self, peer: PeerPlan, address: Callable[[int], str], log_dir: str) -> list[str]:
         """Arguments for ``python -m peer`` (everything but the listen address), spelled by peer/config.py."""
         spec, opts, n = self.spec, self.spec.options, self.spec.n
@@ -223,6 +229,13 @@ class Progress:
         else:
             self.stream.write(text + "\n")
         self.stream.flush()
+
+    @staticmethod
+    def deliveries(delivered: int, expected: int | None, elapsed: float) -> str:
+        """``"12,345/986,400 deliveries, 41,100/s"``: the count, of how many when known, the mean rate so far."""
+        of = f"/{expected:,}" if expected is not None else ""
+        rate = delivered / elapsed if elapsed > 0 else 0.0
+        return f"{delivered:,}{of} deliveries, {rate:,.0f}/s"
 
     def message(self, text: str) -> None:
         self.done()

@@ -15,7 +15,8 @@ from generator.faults import Fault
 from generator.predict import PredictionTooLarge, predict, quick_deliveries
 from generator.spec import PEER_OPTION_HELP, PROTOCOL_PARAMS, PROTOCOLS, PeerOptions, RunSpec, parse_params
 from generator.topologies import FAMILIES
-from testbed.base import Progress, prepare_run
+from testbed.base import Progress, Runner, RunPlan, prepare_run
+from testbed.live import DEFAULT_PORT as LIVE_PORT
 from testbed.runners import backend_choices, backend_help, choose_runner
 from testbed.sweep import add_sweep_parser
 
@@ -116,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fault", action="append", metavar="ACTION:TARGETS@WHEN",
                      help="fault timeline entry, repeatable: kill:3@0, kill:3@deliveries=20000, pause:2@0.5, "
                           "resume:2@1.5, restart:3@2, partition:0-1,2-3@0.2, heal:0-1@1 (seconds from start)")
+    run.add_argument("--live", nargs="?", type=int, const=LIVE_PORT, default=None, metavar="PORT",
+                     help=f"serve a live page of the run (and /metrics) on 127.0.0.1:PORT (default {LIVE_PORT}; "
+                          "0: any free port); it stays up with the final state until Ctrl-C")
     run.set_defaults(func=cmd_run)
 
     ana = sub.add_parser("analyse", aliases=["analyze"], help="statistics and plots of a run directory",
@@ -158,10 +162,21 @@ def build_parser() -> argparse.ArgumentParser:
     cln.add_argument("--run", metavar="RUN_ID", default=None, help="only this run's objects")
     cln.set_defaults(func=cmd_clean)
 
+    _add_watch_parser(sub)
     top = sub.add_parser("topologies", help="list the topology families, their parameters and defaults")
     top.set_defaults(func=cmd_topologies)
     add_sweep_parser(sub)
     return parser
+
+
+def _add_watch_parser(sub) -> None:
+    """`p2p watch RUN_DIR [--port P]`."""
+    wat = sub.add_parser("watch", help="serve the live page (and /metrics) of a run directory, running or finished",
+                         description="Serve on 127.0.0.1 the live page of any run directory: one started by "
+                                     "`docker compose up`, another `p2p run`, or a finished one. Ctrl-C stops it.")
+    wat.add_argument("run_dir", type=Path, nargs="?", default=Path("runs/latest"), help="default runs/latest")
+    wat.add_argument("--port", type=int, default=LIVE_PORT, help=f"default {LIVE_PORT}; 0: any free port")
+    wat.set_defaults(func=cmd_watch)
 
 
 def _netem_refusal() -> str:
@@ -182,8 +197,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress.message(f"{spec.name} ({spec.protocol}): predicted {prediction.deliveries:,} deliveries, "
                          f"{prediction.bytes:,} bytes")
     runner = choose_runner(args.backend, progress)
-    plan = prepare_run(spec, args.out, None if args.no_expect else prediction)
-    progress.message(f"run {plan.run_id} -> {plan.run_dir}  (backend: {runner.name})")
+    if args.live is None:
+        plan = prepare_run(spec, args.out, None if args.no_expect else prediction)
+        progress.message(f"run {plan.run_id} -> {plan.run_dir}  (backend: {runner.name})")
+        return _run_and_judge(args, runner, plan, progress)
+    from analysis.live import LiveSetup, LiveState
+    from testbed.live import LiveServer
+
+    with LiveServer(None, args.live) as live:  # bound first: a taken port leaves no run directory behind
+        plan = prepare_run(spec, args.out, None if args.no_expect else prediction)
+        progress.message(f"run {plan.run_id} -> {plan.run_dir}  (backend: {runner.name})")
+        live.show(LiveState(LiveSetup.of(plan.run_dir, spec, prediction, swarm=runner.name == "swarm")))
+        progress.message(f"live: {live.url}  (metrics: {live.url}metrics)")
+        code = _run_and_judge(args, runner, plan, progress)
+        progress.message(f"live: {live.url} shows the final state; Ctrl-C to stop")
+        _wait_for_interrupt()
+    return code
+
+
+def _run_and_judge(args: argparse.Namespace, runner: Runner, plan: RunPlan, progress: Progress) -> int:
+    """Run the plan, keep the exits, analyse: the exit status of `p2p run`."""
     result = runner.run(plan, progress)
     progress.message(f"peers finished in {result.duration:.2f} s")
     if result.failed_peers:
@@ -199,6 +232,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.cleanup_problem:
         print(f"p2p: error: {result.cleanup_problem}", file=sys.stderr)
     return code
+
+
+def _wait_for_interrupt() -> None:
+    """Block until Ctrl-C or SIGTERM (the live page stays up meanwhile)."""
+    import threading
+
+    from testbed.signals import sigterm_interrupts
+
+    with sigterm_interrupts():
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from testbed.live import serve_run
+
+    run_dir = args.run_dir
+    if not (run_dir / "spec.json").is_file():
+        raise P2PError(f"no run directory at {run_dir} (no spec.json): name one, e.g. runs/<run-id>")
+    live = serve_run(run_dir.resolve(), args.port)
+    print(f"live: {live.url}  (metrics: {live.url}metrics; {run_dir.resolve().name}); Ctrl-C to stop", file=sys.stderr)
+    try:
+        _wait_for_interrupt()
+    finally:
+        live.stop()
+    return 0
 
 
 def write_exits(run_dir: Path, result) -> None:

@@ -356,7 +356,7 @@ class ComposeRunner(Runner):
                 )
             progress.update(
                 f"compose {plan.spec.name}: {started}/{n} started, {running} running, {len(exited)} exited, "
-                f"{delivered:,} deliveries, {now - t0:.1f} s"
+                f"{progress.deliveries(delivered, plan.expected_deliveries, now - t0)}, {now - t0:.1f} s"
             )
             wake = time.monotonic() + self.poll
             if go is not None:

@@ -148,8 +148,8 @@ class LocalRunner(Runner):
                 shown = now
                 finished, delivered = read_progress(plan.log_dir, n)
                 progress.update(
-                    f"local {plan.spec.name}: {n - len(alive)}/{n} peers exited, {delivered:,} deliveries, "
-                    f"{now - started:.1f} s"
+                    f"local {plan.spec.name}: {n - len(alive)}/{n} peers exited, "
+                    f"{progress.deliveries(delivered, plan.expected_deliveries, now - started)}, {now - started:.1f} s"
                 )
             fast = faults.started and faults.needs_deliveries
             if faults.started and not faults.done:

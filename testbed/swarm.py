@@ -462,7 +462,8 @@ class SwarmRunner(Runner):
             running = sum(s == RUNNING for s in snap.states.values())
             progress.update(
                 f"swarm {plan.spec.name}: {len(snap.started)}/{n} started, {running} running, {len(snap.ended)} ended, "
-                f"{finished} uploaded ({delivered:,} deliveries), {now - t0:.1f} s"
+                f"{finished} uploaded ({progress.deliveries(delivered, plan.expected_deliveries, now - t0)}), "
+                f"{now - t0:.1f} s"
             )
             time.sleep(self.poll)
         peers, _, _ = self.tasks(plan.run_id)
