@@ -74,8 +74,12 @@ class Browser:
 
     def open(self, path: Path) -> PageLoad:
         """Load ``path`` (file://), wait until it is complete, return what it logged and requested."""
+        return self.visit(Path(path).resolve().as_uri())
+
+    def visit(self, url: str) -> PageLoad:
+        """Load ``url``, wait until it is complete, return what it logged and requested so far."""
         self._drain()
-        self.driver.get(Path(path).resolve().as_uri())
+        self.driver.get(url)
         self.wait_for("return document.readyState === 'complete'")
         console, requests = self._drain()
         return PageLoad(tuple(console), tuple(requests))

@@ -1,38 +1,14 @@
-"""The live page in a real browser (headless Chromium): its numbers grow and end at summary.json.
-
-Self-contained and skipped without selenium, /usr/bin/chromium or chromedriver (the shared
-browser fixture of tests/browser.py can replace ``browser`` below).
-"""
+"""The live page in a real browser (headless Chromium, the shared ``browser`` fixture of
+tests/conftest.py): its numbers grow and end at summary.json; nothing is fetched from elsewhere."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import time
-from pathlib import Path
 
 import pytest
 
 from tests.testbed.test_live import FINAL, Cli
-
-CHROMIUM = Path("/usr/bin/chromium")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    webdriver = pytest.importorskip("selenium.webdriver")
-    driver_path = shutil.which("chromedriver")
-    if not CHROMIUM.exists() or driver_path is None:
-        pytest.skip("no /usr/bin/chromium or chromedriver")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(driver_path), options=options)
-    yield driver
-    driver.quit()
 
 
 def _number(driver, element_id: str) -> int:
@@ -40,11 +16,16 @@ def _number(driver, element_id: str) -> int:
     return int(text) if text.isdigit() else -1
 
 
+@pytest.mark.browser
 def test_the_page_counts_up_to_the_summary(browser, tmp_path):
     cli = Cli("run", "-t", "mesh", "-n", "7", "--backend", "local", "--bandwidth", "5000", "--no-plots",
               "--live", "0", "--out", str(tmp_path))
     try:
-        browser.get(cli.url())
+        load = browser.visit(cli.url())
+        assert load.errors() == []
+        origin = cli.url().split("/", 3)[:3]
+        assert all(u.split("/", 3)[:3] == origin for u in load.requests), load.requests  # served here, no CDN
+        browser = browser.driver
         seen = []
         while not cli.has(FINAL) and cli.proc.poll() is None:
             seen.append(_number(browser, "deliveries"))
