@@ -11,7 +11,7 @@ Outputs (in the run directory):
   timeline.png                       cumulative deliveries per peer over time
   worldview/peer-<id>.png            a peer's world view against the topology: every peer up to
                                      ALL_VIEWS_LIMIT peers, else the views that differ most
-  worldview/views.png                every peer's view at a glance (more than ALL_VIEWS_LIMIT peers)
+  worldview/views.png                every peer's view at a glance (when some peer has no picture)
   worldview/index.html, lib/, *.js   the world-view viewer (analysis.worldview_page)
   p2p_graph_<id>_<topology>.html     the viewer opened on peer <id>, draggable, in/out bytes on hover
 """

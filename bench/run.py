@@ -117,6 +117,7 @@ def main() -> int:
         results["analysis"] = run_script("bench_analysis.py", [str(mesh9)])
     results["peer_memory"] = run_script("peer_memory.py", ["--n", "1000"])
     results["fault_trigger"] = run_script("fault_trigger.py", ["--repeats", "3"])
+    results["outputs"] = run_script("outputs.py", ["--repeat", "2"])  # run-directory size, plot time
     if not args.skip_compose and docker_available():
         sizes = [int(x) for x in args.compose_sizes.split(",") if x]
         small, large = [n for n in sizes if n <= 200], [n for n in sizes if n > 200]
