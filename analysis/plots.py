@@ -722,39 +722,44 @@ def _landmarks(analysis: Analysis, peer: int, missing: list[Edge], extra: list[E
 
 
 def draw_view_summary(analysis: Analysis, pictured: list[int]) -> Figure:
-    """Every peer's view at a glance: edges seen, missing and extra per peer (readable at
-    any N, where 50 or 1000 graph pictures are not)."""
-    from matplotlib.lines import Line2D
+    """How every peer's view differs from the topology: extra edges up, missing edges down,
+    on a symlog scale so that one extra edge stays visible next to hundreds missing (bars
+    of the whole view hid it: 1 edge in 1000 is under a pixel). Readable at any N."""
     from matplotlib.patches import Patch
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-    n = analysis.n
     true = {(min(a, b), max(a, b)) for a, b in analysis.graph.edges}
     peers = sorted(analysis.views)
-    seen = [len(analysis.views[p] & true) for p in peers]
     missing = [len(true - analysis.views[p]) for p in peers]
     extra = [len(analysis.views[p] - true) for p in peers]
     fig = figure(9.0, 4.6)
     ax = fig.add_axes((0.09, 0.14, 0.88, 0.64))
-    width = 0.8 if n <= 120 else 1.0
-    ax.bar(peers, seen, width=width, color=SEEN, lw=0, zorder=2)
-    ax.bar(peers, missing, bottom=seen, width=width, color=MISSING, lw=0, zorder=2)
-    ax.bar(peers, extra, bottom=[a + b for a, b in zip(seen, missing, strict=True)], width=width, color=EXTRA,
-           lw=0, zorder=2)
-    ax.axhline(len(true), color="black", lw=0.8, ls=":", zorder=3)
+    width = 0.8 if len(peers) <= 120 else 1.0
+    ax.bar(peers, [-m for m in missing], width=width, color=MISSING, lw=0, zorder=2)
+    ax.bar(peers, extra, width=width, color=EXTRA, lw=0, zorder=2)
+    ax.axhline(0, color="black", lw=0.8, zorder=3)
     ax.set_xlim(min(peers, default=0) - 0.7, max(peers, default=0) + 0.7)
+    top = max([*missing, *extra, 1])
+    ax.set_yscale("symlog", linthresh=1)
+    ax.set_ylim(-1.3 * top, 1.3 * top)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{abs(v):g}"))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
     ax.set_xlabel("peer id")
-    ax.set_ylabel("edges in the view")
+    ax.set_ylabel("edges: extra ↑  missing ↓")
     ax.grid(axis="y", color="#e5e5e5", zorder=0)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
-    handles = [Patch(color=SEEN, label="seen"), Patch(color=MISSING, label="in the topology, not seen"),
-               Patch(color=EXTRA, label="seen, not in the topology"),
-               Line2D([], [], color="black", lw=0.8, ls=":", label=f"topology ({len(true)} edges)")]
-    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.875), ncol=4, fontsize=8, frameon=False)
     complete = sum(1 for m, x in zip(missing, extra, strict=True) if not m and not x)
-    fig.text(0.09, 0.955, f"{analysis.name}: the world views of all {len(peers)} peers", fontsize=12, va="top")
+    if complete == len(peers):
+        ax.text(0.5, 0.62, f"all {len(peers)} views equal the topology ({len(true)} edges)", transform=ax.transAxes,
+                ha="center", fontsize=11, color="#444444")
+    handles = [Patch(color=EXTRA, label="seen, not in the topology (extra)"),
+               Patch(color=MISSING, label="in the topology, not seen (missing)")]
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.875), ncol=2, fontsize=8, frameon=False)
+    fig.text(0.09, 0.955, f"{analysis.name}: how each peer's world view differs from the topology", fontsize=12,
+             va="top")
     shown = (f"pictures: worldview/peer-<id>.png for {', '.join(map(str, pictured))}" if pictured
-             else "no other pictures: no view differs")
-    fig.text(0.09, 0.905, f"{complete} of {len(peers)} equal the topology · {shown}", fontsize=8.5,
-             color="#555555", va="top")
+             else "no per-peer pictures")
+    fig.text(0.09, 0.905, f"{complete} of {len(peers)} views equal the topology ({len(true)} edges) · {shown}",
+             fontsize=8.5, color="#555555", va="top")
     return fig

@@ -64,3 +64,18 @@ def test_the_overlap_check_sees_rotated_boxes():
     assert overlaps(fig) == [("a label along a link", "another label")]
     fig.texts[1].set_position((0.85, 0.15))
     assert overlaps(fig) == []
+
+
+@pytest.mark.parametrize("differs", [False, True])
+def test_view_summary_has_no_text_overlaps(build_run, differs):
+    from analysis.plots import draw_view_summary
+
+    run = build_run("cycle", 20)
+    if differs:
+        path = run / "logs" / "3.txt"
+        path.write_text("".join(ln + "\n" for ln in path.read_text().splitlines() if "10,11" not in ln and "11,10" not in ln))
+    a = analyse(run, write=False, progress=None)
+    fig = draw_view_summary(a, [3] if differs else [])
+    texts = [t for t, _ in text_outlines(fig)]
+    assert ("all 20 views equal the topology (20 edges)" in texts) != differs
+    assert overlaps(fig) == []
