@@ -1,23 +1,24 @@
-"""Pictures of a run: traffic, world views, timeline (PNG) and per-peer interactive HTML.
+"""Pictures of a run: traffic, world views, timeline (PNG) and the interactive world-view pages.
 
 Matplotlib is used through ``Figure`` + the Agg canvas only (no pyplot, no global
-backend state, no display). The interactive pages use vis-network, whose script is
-read from the installed ``pyvis`` package and inlined, so they work offline.
+backend state, no display). The interactive pages (analysis.worldview_page) load one
+copy of vis-network per run directory, read from the installed ``pyvis`` package, so
+they work offline.
 
 Outputs (in the run directory):
   traffic_<topology>.png             bytes (in + out) per connected pair, as the original tool drew it
   traffic.png                        the topology with bytes per link
   timeline.png                       cumulative deliveries per peer over time
-  worldview/peer-<id>.png            each peer's world view against the topology
-  p2p_graph_<id>_<topology>.html     each peer's world view, draggable, in/out bytes on hover
+  worldview/peer-<id>.png            a peer's world view against the topology: every peer up to
+                                     ALL_VIEWS_LIMIT peers, else the views that differ most
+  worldview/views.png                every peer's view at a glance (when some peer has no picture)
+  worldview/index.html, lib/, *.js   the world-view viewer (analysis.worldview_page)
+  p2p_graph_<id>_<topology>.html     the viewer opened on peer <id>, draggable, in/out bytes on hover
 """
 
 from __future__ import annotations
 
-import html
-import importlib.util
 import io
-import json
 import math
 import os
 import time
@@ -37,7 +38,10 @@ Edge = tuple[int, int]
 
 LABEL_LIMIT = 60  # above this many peers: no per-edge labels
 EDGE_LABEL_LIMIT = 64  # above this many links: no per-edge labels
-PER_PEER_LIMIT = 60  # above this many peers: no per-peer PNG/HTML
+PER_PEER_LIMIT = 60  # above this many peers: no per-peer PNG/HTML; the viewer shows neighbourhoods
+ALL_VIEWS_LIMIT = 12  # up to this many peers: a picture of every peer's view
+MAX_VIEW_PICTURES = 6  # above: pictures of the views that differ most from the topology, at most this many
+LANDMARK_EVERY = 5  # large views label only the peers that matter and every 5th id
 BAR_LABEL_LIMIT = 150  # above this many pairs: no tick labels on the bar chart
 DPI = 150
 VIEW_DPI = 120  # per-peer pictures (many of them, shown as thumbnails in the report)
@@ -60,7 +64,6 @@ def make_plots(analysis: Analysis, progress: Callable[[str], Any] | None = None)
     t0 = time.perf_counter()
     run_dir = analysis.run_dir
     written: list[Path] = []
-    n = analysis.n
     topo = _safe(analysis.topology)
 
     written.append(_save(draw_pair_bars(analysis), run_dir / f"traffic_{topo}.png"))
@@ -77,25 +80,65 @@ def make_plots(analysis: Analysis, progress: Callable[[str], Any] | None = None)
         written.append(_save(fig, run_dir / "timeline.png"))
     else:
         _note(analysis, say, "timeline.png skipped: no progress events (original format)")
-    if n <= PER_PEER_LIMIT:
-        pos = layout(analysis)
-        written.extend(_draw_worldviews(analysis, list(range(n)), pos))
-        js = _vis_js()
-        if js is None:
-            _note(analysis, say, "per-peer HTML skipped: the pyvis package (source of vis-network) is not installed")
-        else:
-            for p in range(n):
-                page = worldview_html(analysis, p, pos, js)
-                written.append(atomic_write(run_dir / f"p2p_graph_{p}_{topo}.html", page))
-    else:
-        _note(
-            analysis,
-            say,
-            f"per-peer pictures and HTML skipped: {n} peers > {PER_PEER_LIMIT} "
-            "(worldview.json and worldview/peer-<id>.graphml still have every view)",
-        )
+    written.extend(_worldview_outputs(analysis, say))
     say(f"plots: {len(written)} files in {time.perf_counter() - t0:.2f} s")
     return written
+
+
+def _worldview_outputs(analysis: Analysis, say: Callable[[str], Any]) -> list[Path]:
+    """worldview/peer-<id>.png for the peers worth a picture, worldview/views.png (every
+    peer at a glance) when not every peer has one, and the interactive viewer pages."""
+    from analysis.worldview_page import vis_js, write_pages
+
+    n = analysis.n
+    written: list[Path] = []
+    small = n <= PER_PEER_LIMIT
+    pos = layout(analysis) if small else None
+    peers = view_picture_peers(analysis) if small else []
+    if peers:
+        written.extend(_draw_worldviews(analysis, peers, pos))
+    if len(peers) < len(analysis.views):  # not every peer has a picture: all of them at a glance
+        written.append(_save(draw_view_summary(analysis, peers), analysis.run_dir / "worldview" / "views.png"))
+        pictures = (f"pictures of the {len(peers)} that differ most from the topology" if peers
+                    else "no per-peer pictures (none differs from the topology)" if small
+                    else f"no per-peer pictures (more than {PER_PEER_LIMIT} peers)")
+        _note(analysis, say, f"world views: worldview/views.png sums up all {n}; {pictures}; "
+              "the viewer (worldview/index.html) and worldview.json have every view")
+    _remove_stale(analysis, peers, small)
+    js = vis_js()
+    if js is None:
+        _note(analysis, say, "world-view pages skipped: the pyvis package (source of vis-network) is not installed")
+        return written
+    written.extend(write_pages(analysis, pos, js, per_peer=small, limit=PER_PEER_LIMIT))
+    if not small:
+        _note(analysis, say, f"per-peer HTML skipped: {n} peers > {PER_PEER_LIMIT}; worldview/index.html "
+              "shows any peer's neighbourhood")
+    return written
+
+
+def _remove_stale(analysis: Analysis, peers: list[int], pages: bool) -> None:
+    """Per-peer pictures and pages an earlier analysis left that this one does not redraw
+    (earlier versions drew one of each per peer: 30 MB at cycle-50)."""
+    run_dir = analysis.run_dir
+    keep = {run_dir / "worldview" / f"peer-{p}.png" for p in peers}
+    if pages:
+        keep |= {run_dir / f"p2p_graph_{p}_{_safe(analysis.topology)}.html" for p in analysis.views}
+    for old in [*(run_dir / "worldview").glob("peer-*.png"), *run_dir.glob("p2p_graph_*_*.html")]:
+        if old not in keep:
+            old.unlink(missing_ok=True)
+
+
+def view_picture_peers(analysis: Analysis) -> list[int]:
+    """Every peer up to ALL_VIEWS_LIMIT peers; above, the views that differ from the
+    topology, most differences first, at most MAX_VIEW_PICTURES (50 pictures of the same
+    complete cycle took most of the plotting time and 6 MB, and said nothing new)."""
+    peers = sorted(analysis.views)
+    if analysis.n <= ALL_VIEWS_LIMIT:
+        return peers
+    true = {(min(a, b), max(a, b)) for a, b in analysis.graph.edges}
+    wrong = {p: len(true ^ analysis.views[p]) for p in peers}
+    worst = sorted((p for p in peers if wrong[p]), key=lambda p: (-wrong[p], p))
+    return sorted(worst[:MAX_VIEW_PICTURES])
 
 
 def _note(analysis: Analysis, say: Callable[[str], Any], msg: str) -> None:
@@ -531,7 +574,7 @@ def draw_pair_bars(analysis: Analysis) -> Figure:
     width = min(30.0, max(6.5, 1.2 + 0.28 * k))
     fig = figure(width, 4.8)
     left = 0.95 / width
-    ax = fig.add_axes((left, 0.22, 1 - left - 0.25 / width, 0.66))
+    ax = fig.add_axes((left, 0.22, 1 - left - 0.25 / width, 0.6))
     true = {(min(a, b), max(a, b)) for a, b in analysis.graph.edges}
     ax.bar(range(k), values, width=0.75, color=["#4c78a8" if e in true else EXTRA for e in pairs], zorder=2)
     handles = [Patch(color="#4c78a8", label="observed")]
@@ -552,8 +595,10 @@ def draw_pair_bars(analysis: Analysis) -> Figure:
     else:
         ax.set_xticks([])
         ax.set_xlabel(f"{k} peer pairs (labels omitted), ordered by peer ids")
-    ax.legend(handles=handles, fontsize=8, loc="upper right", frameon=False, bbox_to_anchor=(1.0, 1.12), ncol=3)
-    ax.set_title(f"{analysis.name}: traffic per connected peer pair", fontsize=12, loc="left", pad=12)
+    # Title and legend on rows of their own: side by side they met at 6.5 inches (cycle-5).
+    fig.text(left, 0.965, f"{analysis.name}: traffic per connected peer pair", fontsize=12, va="top")
+    fig.legend(handles=handles, fontsize=8, loc="upper left", frameon=False, bbox_to_anchor=(left - 0.01, 0.9),
+               ncol=3, borderaxespad=0.0)
     return fig
 
 
@@ -640,7 +685,14 @@ def draw_worldview(analysis: Analysis, peer: int, pos: dict[int, tuple[float, fl
         ax.add_collection(LineCollection(_segments(pos, seen), colors=SEEN, linewidths=w, zorder=2))
     if extra:
         ax.add_collection(LineCollection(_segments(pos, extra), colors=EXTRA, linewidths=w + 0.6, zorder=2))
-    _draw_nodes(ax, pos, sorted(pos), diam, font, highlight=peer)
+    if n <= 30:
+        _draw_nodes(ax, pos, sorted(pos), diam, font, highlight=peer)
+    else:
+        # 50 labels at 6 pt could not be read without zooming: label what the picture is about.
+        keep = _landmarks(analysis, peer, missing, extra, pos)
+        ax.scatter([pos[v][0] for v in pos if v not in keep], [pos[v][1] for v in pos if v not in keep], s=16,
+                   c=NODE_FACE, edgecolors=NODE_EDGE, linewidths=0.8, zorder=3)
+        _draw_nodes(ax, pos, sorted(keep), 20.0, 8.5, highlight=peer)
     handles = [
         Line2D([], [], color=SEEN, lw=2, label=f"seen ({len(seen)})"),
         Line2D([], [], color=MISSING, lw=1.5, ls=(0, (4, 3)), label=f"in the topology, not seen ({len(missing)})"),
@@ -655,149 +707,59 @@ def draw_worldview(analysis: Analysis, peer: int, pos: dict[int, tuple[float, fl
     return fig
 
 
-# ---- p2p_graph_<id>_<topology>.html --------------------------------------------------
+def _landmarks(analysis: Analysis, peer: int, missing: list[Edge], extra: list[Edge], pos) -> set[int]:
+    """The nodes a large view labels: the peer, its neighbours, the ends of extra edges,
+    the ends of missing ones (when few) and every LANDMARK_EVERY-th id to count along."""
+    keep = {peer, *analysis.graph[peer], *(x for e in extra for x in e)}
+    ends = {x for e in missing for x in e}
+    if len(keep | ends) <= 24:
+        keep |= ends
+    keep |= {v for v in pos if isinstance(v, int) and v % LANDMARK_EVERY == 0}
+    return {v for v in keep if v in pos}
 
 
-def _vis_js() -> str | None:
-    spec = importlib.util.find_spec("pyvis")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for base in spec.submodule_search_locations:
-        for rel in ("templates/lib/vis-9.1.2/vis-network.min.js", "lib/vis-9.1.2/vis-network.min.js"):
-            path = Path(base) / rel
-            if path.is_file():
-                js = path.read_text(encoding="utf-8")
-                # Drop the source-map comment: nothing outside the page is ever referenced.
-                # (split on "\n" only: the script holds U+2028 and friends inside strings)
-                return "\n".join(ln for ln in js.split("\n") if not ln.startswith("//# sourceMappingURL"))
-    return None
+# ---- worldview/views.png -------------------------------------------------------------
 
 
-_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>{title}</title>
-<style>
- body {{ font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 0; color: #222; }}
- header {{ padding: 10px 16px 4px; }}
- h1 {{ font-size: 18px; margin: 0 0 4px; }}
- p {{ margin: 2px 0; font-size: 13px; color: #444; }}
- .key span {{ display: inline-block; width: 26px; height: 0; vertical-align: middle; margin: 0 4px 0 12px; }}
- #net {{ width: 100%; height: calc(100vh - 92px); border-top: 1px solid #ddd; }}
- .vis-tooltip {{ position: absolute; visibility: hidden; padding: 6px 8px; white-space: pre; font-size: 13px;
-   font-family: ui-monospace, Menlo, Consolas, monospace; background: #fffff4; border: 1px solid #999;
-   border-radius: 3px; box-shadow: 2px 2px 6px rgba(0,0,0,.2); pointer-events: none; z-index: 5; }}
-</style>
-</head>
-<body>
-<header>
-<h1>{heading}</h1>
-<p>{sub}</p>
-<p class="key"><span style="border-top:3px solid {seen}"></span>seen in its hop lists
-<span style="border-top:2px dashed {missing}"></span>in the topology, not seen
-<span style="border-top:3px solid {extra}"></span>seen, not in the topology
-&nbsp;&middot;&nbsp; hover a link to a direct neighbour for bytes in/out; drag nodes to rearrange</p>
-</header>
-<div id="net"></div>
-<script>{js}</script>
-<script>
-const data = {data};
-const nodes = new vis.DataSet(data.nodes);
-const edges = new vis.DataSet(data.edges);
-new vis.Network(document.getElementById("net"), {{nodes: nodes, edges: edges}}, {{
-  physics: false,
-  interaction: {{ hover: true, dragNodes: true, dragView: true, zoomView: true, tooltipDelay: 80 }},
-  nodes: {{ shape: "circle", font: {{ size: 16 }}, borderWidth: 1.5 }},
-  edges: {{ smooth: false }}
-}});
-</script>
-</body>
-</html>
-"""
+def draw_view_summary(analysis: Analysis, pictured: list[int]) -> Figure:
+    """How every peer's view differs from the topology: extra edges up, missing edges down,
+    on a symlog scale so that one extra edge stays visible next to hundreds missing (bars
+    of the whole view hid it: 1 edge in 1000 is under a pixel). Readable at any N."""
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-
-def worldview_html(analysis: Analysis, peer: int, pos: dict[int, tuple[float, float]], js: str) -> str:
-    n = analysis.n
-    view = analysis.views[peer]
     true = {(min(a, b), max(a, b)) for a, b in analysis.graph.edges}
-    obs = analysis.observed
-    scale = 260 if n <= 12 else 22 * n
-    nodes_in = sorted(set(range(n)) | {x for e in view for x in e})
-    extra_pos = {}
-    outsiders = [x for x in nodes_in if x not in pos]
-    for k, x in enumerate(outsiders):
-        ang = 2 * math.pi * (k + 0.5) / len(outsiders)
-        extra_pos[x] = (1.35 * math.cos(ang), 1.35 * math.sin(ang))
-    allpos = {**pos, **extra_pos}
-    nodes = []
-    for x in nodes_in:
-        title = f"peer {x}"
-        if x == peer:
-            title += " (this peer)"
-            color = {"background": HIGHLIGHT, "border": NODE_EDGE}
-        else:
-            fin = obs.get((x, peer))
-            fout = obs.get((peer, x))
-            if fin or fout or (min(x, peer), max(x, peer)) in true:
-                title += (f"\nneighbour of {peer}\nin  ({x}→{peer}): {_flow(fin)}\nout ({peer}→{x}): {_flow(fout)}")
-            color = {"background": NODE_FACE, "border": NODE_EDGE}
-        x0, y0 = allpos[x]
-        nodes.append({"id": x, "label": str(x), "title": title, "x": round(x0 * scale, 1),
-                      "y": round(-y0 * scale, 1), "color": color})
-    edges = []
-    incident = [obs.get((u, v)) for (u, v) in obs if peer in (u, v)]
-    vmax = max((f.bytes for f in incident if f), default=1) or 1
-    for a, b in sorted(true | view):
-        status = "seen" if (a, b) in view and (a, b) in true else "missing" if (a, b) in true else "extra"
-        e: dict[str, Any] = {"from": a, "to": b}
-        if status == "seen":
-            e["color"] = {"color": SEEN, "hover": SEEN}
-            e["width"] = 2
-        elif status == "missing":
-            e["color"] = {"color": MISSING, "hover": "#888888"}
-            e["dashes"] = True
-            e["width"] = 1
-        else:
-            e["color"] = {"color": EXTRA, "hover": EXTRA}
-            e["width"] = 3
-        if peer in (a, b):
-            nb = b if a == peer else a
-            fin, fout = obs.get((nb, peer)), obs.get((peer, nb))
-            e["title"] = (
-                f"link {peer} – {nb} ({status})\n"
-                f"in  ({nb}→{peer}): {_flow(fin)}\n"
-                f"out ({peer}→{nb}): {_flow(fout)}"
-            )
-            total = (fin.bytes if fin else 0) + (fout.bytes if fout else 0)
-            e["width"] = 2 + 6 * total / (2 * vmax)
-        else:
-            e["title"] = {
-                "seen": f"{a} – {b}: seen in peer {peer}'s hop lists",
-                "missing": f"{a} – {b}: in the topology, not in peer {peer}'s hop lists",
-                "extra": f"{a} – {b}: in peer {peer}'s hop lists, not in the topology",
-            }[status]
-        edges.append(e)
-    missing = len(true - view)
-    extra = len(view - true)
-    status = "its view equals the topology" if not missing and not extra else f"{missing} edges missing, {extra} extra"
-    data = json.dumps({"nodes": nodes, "edges": edges}, separators=(",", ":")).replace("</", "<\\/")
-    return _PAGE.format(
-        title=html.escape(f"{analysis.name} as perceived by peer {peer}"),
-        heading=html.escape(f"{analysis.name} — as perceived by peer {peer}"),
-        sub=html.escape(
-            f"run {analysis.run_id} · {len(view)} edges from peer {peer}'s hop lists, "
-            f"topology has {len(true)}: {status} · received {fmt_int(analysis.summary['peers'][peer]['received'])} messages"
-        ),
-        seen=SEEN,
-        missing=MISSING,
-        extra=EXTRA,
-        js=js.replace("</script", "<\\/script"),
-        data=data,
-    )
-
-
-def _flow(f) -> str:
-    if not f:
-        return "0 frames, 0 B"
-    return f"{f.frames:,} frames, {f.bytes:,} B"
+    peers = sorted(analysis.views)
+    missing = [len(true - analysis.views[p]) for p in peers]
+    extra = [len(analysis.views[p] - true) for p in peers]
+    fig = figure(9.0, 4.6)
+    ax = fig.add_axes((0.09, 0.14, 0.88, 0.64))
+    width = 0.8 if len(peers) <= 120 else 1.0
+    ax.bar(peers, [-m for m in missing], width=width, color=MISSING, lw=0, zorder=2)
+    ax.bar(peers, extra, width=width, color=EXTRA, lw=0, zorder=2)
+    ax.axhline(0, color="black", lw=0.8, zorder=3)
+    ax.set_xlim(min(peers, default=0) - 0.7, max(peers, default=0) + 0.7)
+    top = max([*missing, *extra, 1])
+    ax.set_yscale("symlog", linthresh=1)
+    ax.set_ylim(-1.3 * top, 1.3 * top)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{abs(v):g}"))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
+    ax.set_xlabel("peer id")
+    ax.set_ylabel("edges: extra ↑  missing ↓")
+    ax.grid(axis="y", color="#e5e5e5", zorder=0)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    complete = sum(1 for m, x in zip(missing, extra, strict=True) if not m and not x)
+    if complete == len(peers):
+        ax.text(0.5, 0.62, f"all {len(peers)} views equal the topology ({len(true)} edges)", transform=ax.transAxes,
+                ha="center", fontsize=11, color="#444444")
+    handles = [Patch(color=EXTRA, label="seen, not in the topology (extra)"),
+               Patch(color=MISSING, label="in the topology, not seen (missing)")]
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.875), ncol=2, fontsize=8, frameon=False)
+    fig.text(0.09, 0.955, f"{analysis.name}: how each peer's world view differs from the topology", fontsize=12,
+             va="top")
+    shown = (f"pictures: worldview/peer-<id>.png for {', '.join(map(str, pictured))}" if pictured
+             else "no per-peer pictures")
+    fig.text(0.09, 0.905, f"{complete} of {len(peers)} views equal the topology ({len(true)} edges) · {shown}",
+             fontsize=8.5, color="#555555", va="top")
+    return fig

@@ -118,6 +118,7 @@ def main() -> int:
     results["peer_memory"] = run_script("peer_memory.py", ["--n", "1000"])
     results["fault_trigger"] = run_script("fault_trigger.py", ["--repeats", "3"])
     results["live"] = run_script("live.py", ["--pairs", "5"])  # mesh-9 with and without the live server
+    results["outputs"] = run_script("outputs.py", ["--repeat", "2"])  # run-directory size, plot time
     if not args.skip_compose and docker_available():
         sizes = [int(x) for x in args.compose_sizes.split(",") if x]
         small, large = [n for n in sizes if n <= 200], [n for n in sizes if n > 200]

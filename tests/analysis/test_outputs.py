@@ -54,20 +54,26 @@ def test_every_output_of_a_run(build_run):
     for png in pngs:
         assert_sensible_png(png)
     pages = [run / f"p2p_graph_{p}_cycle.html" for p in range(5)]
-    for page in pages:
+    for page in [*pages, run / "worldview" / "index.html"]:
         assert_offline(page)
         text = page.read_text()
-        assert "as perceived by peer" in text and "vis.Network" in text
-    # vis-network is inlined byte for byte (only its source-map comment dropped).
+        assert "as perceived by peer" in text and 'src="' in text and len(text) < 4000
+    # One copy of vis-network per run directory, byte for byte (only its source-map comment dropped).
     import importlib.util
 
     base = Path(importlib.util.find_spec("pyvis").submodule_search_locations[0])
     lib = (base / "templates" / "lib" / "vis-9.1.2" / "vis-network.min.js").read_text(encoding="utf-8")
-    inline = re.findall(r"<script>(.*?)</script>", pages[0].read_text(encoding="utf-8"), re.S)[0]
-    assert inline == lib.replace("\n//# sourceMappingURL=vis-network.min.js.map", "")
-    # Hover text of a link to a direct neighbour carries in/out bytes.
-    page1 = (run / "p2p_graph_1_cycle.html").read_text()
-    assert "in  (2\\u21921): 4 frames, 104 B" in page1 and "out (1\\u21922): 4 frames, 104 B" in page1
+    copy = run / "worldview" / "lib" / "vis-network.min.js"
+    assert copy.read_text(encoding="utf-8") == lib.replace("\n//# sourceMappingURL=vis-network.min.js.map", "")
+    assert len(list(run.rglob("vis-network*.js"))) == 1
+    for page in pages:
+        scripts = re.findall(r'<script src="([^"]+)"', page.read_text())
+        assert scripts == ["worldview/lib/vis-network.min.js", "worldview/views.js", "worldview/viewer.js"]
+        assert all((run / s).is_file() for s in scripts)
+    # The data behind the hover text of a link to a direct neighbour: in/out frames and bytes.
+    data = json.loads((run / "worldview" / "views.js").read_text().split("=", 1)[1].rstrip().rstrip(";"))
+    assert data["flows"]["2,1"] == [4, 104] and data["flows"]["1,2"] == [4, 104]
+    assert data["peers"]["0"]["missing"] == [[2, 3]] and data["peers"]["0"]["extra"] == [[2, 4]]
     report = run / "report.html"
     assert_offline(report)
     html = report.read_text()
@@ -95,8 +101,12 @@ def test_large_runs_skip_per_peer_pictures(build_run, monkeypatch):
     monkeypatch.setattr(plots, "LABEL_LIMIT", 4)
     run = build_run("cycle", 5)
     a = run_analysis(run, plots=True, progress=None)
-    assert not list((run / "worldview").glob("*.png"))
+    assert not list((run / "worldview").glob("peer-*.png"))
     assert not list(run.glob("p2p_graph_*.html"))
+    # Still every view at a glance, and the viewer in neighbourhood mode.
+    assert_sensible_png(run / "worldview" / "views.png")
+    assert_offline(run / "worldview" / "index.html")
+    assert '"full":false' in (run / "worldview" / "views.js").read_text()
     assert any("skipped" in n for n in a.notes) and any("no per-edge labels" in n for n in a.notes)
     assert_sensible_png(run / "traffic.png")
     # The views are still all there as data.
