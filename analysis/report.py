@@ -36,6 +36,7 @@ RUN_FILES = (
     ("missing.jsonl", "every one of them"),
     ("missing.jsonl.gz", "every one of them (gzipped)"),
     ("worldview.json", "every peer's world view"),
+    ("worldview/index.html", "every peer's world view, interactive (a peer selector)"),
     ("logs/", "the peers' logs"),
 )
 
@@ -206,6 +207,10 @@ _TEMPLATE = """<!DOCTYPE html>
 exist. Dark blue: seen and in the topology; dashed grey: in the topology but not seen; red: seen but not in the topology.
 {% if html_links %}Click a picture for its interactive page (works offline: drag nodes, hover a link to a neighbour
 for the bytes in and out).{% endif %}</p>
+{% if viewer %}<p>Every peer's world view, interactive, with a peer selector:
+<a href="{{ viewer }}">{{ viewer }}</a>.</p>{% endif %}
+{% if overview %}<figure><a href="{{ overview.href }}"><img src="{{ overview.uri }}" alt="{{ overview.caption }}"></a>
+<figcaption>{{ overview.caption }} (<a href="{{ overview.href }}">{{ overview.href }}</a>)</figcaption></figure>{% endif %}
 {% if views %}
 <div class="views">{% for v in views %}
 <figure><a href="{{ v.href }}"><img src="{{ v.uri }}" alt="world view of peer {{ v.peer }}"></a>
@@ -271,12 +276,17 @@ def _view_caption(row: dict[str, Any]) -> str:
     return f"{row['view_missing']} missing, {row['view_extra']} extra"
 
 
-def _pictures(s: dict[str, Any], run_dir: Path, images: list[Path]) -> tuple[list, list, list]:
-    """The main pictures, the world-view pictures and the interactive pages, each in reading order."""
-    main_imgs, views, pages = [], [], {}
+def _pictures(s: dict[str, Any], run_dir: Path, images: list[Path]) -> tuple[list, list, list, dict | None]:
+    """The main pictures, the world-view pictures, the interactive pages (each in reading order)
+    and the picture of every peer's view at a glance (worldview/views.png) if drawn."""
+    main_imgs, views, pages, overview = [], [], {}, None
     for path in map(Path, images):
         href = path.relative_to(run_dir).as_posix()
-        if path.suffix == ".png" and path.parent.name == "worldview" and path.name.startswith("peer-"):
+        if path.suffix == ".png" and path.parent.name == "worldview" and path.name == "views.png":
+            overview = {"uri": _uri(path.read_bytes()), "href": href,
+                        "caption": "every peer's world view against the topology: its extra links up, "
+                                   "its missing links down"}
+        elif path.suffix == ".png" and path.parent.name == "worldview" and path.name.startswith("peer-"):
             peer = int(path.stem.split("-", 1)[1])
             views.append({"peer": peer, "uri": _uri(path.read_bytes()), "href": href,
                           "caption": _view_caption(s["peers"][peer])})
@@ -290,7 +300,7 @@ def _pictures(s: dict[str, Any], run_dir: Path, images: list[Path]) -> tuple[lis
     views.sort(key=lambda v: v["peer"])
     for v in views:  # a picture opens its interactive page when there is one
         v["href"] = pages.get(v["peer"], v["href"])
-    return main_imgs, views, [{"peer": p, "href": pages[p]} for p in sorted(pages)]
+    return main_imgs, views, [{"peer": p, "href": pages[p]} for p in sorted(pages)], overview
 
 
 def _json(value: Any) -> str:
@@ -375,7 +385,7 @@ def render_report(analysis: Analysis, images: list[Path] | None = None) -> str:
 
     s = analysis.summary
     run_dir = analysis.run_dir
-    main_imgs, views, view_html = _pictures(s, run_dir, list(images or []))
+    main_imgs, views, view_html, overview = _pictures(s, run_dir, list(images or []))
     problems = problem_lines(s, None)
     verdict, explained = verdict_of(s)
     verdict_class = "ok" if explained else "bad" if verdict == "NOT OK" else "unk"
@@ -403,6 +413,8 @@ def render_report(analysis: Analysis, images: list[Path] | None = None) -> str:
         no_images_reason="plots were not drawn" if not images else "none were drawn",
         views=views,
         html_links=view_html,
+        overview=overview,
+        viewer="worldview/index.html" if (run_dir / "worldview" / "index.html").exists() else None,
         notes=analysis.notes,
         edges=s["edges"][:MAX_EDGE_ROWS],
         more_edges=max(0, len(s["edges"]) - MAX_EDGE_ROWS),
