@@ -29,7 +29,7 @@ def test_the_page_counts_up_to_the_summary(browser, tmp_path):
         seen = []
         while not cli.has(FINAL) and cli.proc.poll() is None:
             seen.append(_number(browser, "deliveries"))
-            time.sleep(0.1)  # a look every 0.1 s while the page polls every 0.5 s
+            time.sleep(0.1)  # a look every 0.1 s while the page polls every second
         cli.wait_for(FINAL)
         summary = json.loads((tmp_path / "latest" / "summary.json").read_text())
         end = time.monotonic() + 10
