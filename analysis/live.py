@@ -14,7 +14,7 @@ import json
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +102,12 @@ class _Peer:
     last_t: float | None = None
     exit_reason: str | None = None
     links_failed: int = 0
+    # While the run goes on: the peer's own counts from its progress records (receiver's view:
+    # deliveries, and frames/bytes per sending neighbour). Once the run has ended the message
+    # logs are read once and replace them (exactly as p2p analyse counts).
+    recv: int = 0
+    link_in: dict[int, tuple[int, int]] = field(default_factory=dict)
+    logs_read: bool = False
 
 
 class LiveState:
@@ -137,17 +143,25 @@ class LiveState:
             for data, end in peer.events.chunks():
                 for line in data[:end].splitlines():
                     self._event(peer, line)
-            for data, end in peer.messages.chunks():
-                _count_senders(peer.frames, peer.nbytes, data[:end])
-            peer.delivered = int(peer.frames.sum())  # lines that are messages, as p2p analyse counts them
-            if peer.state in ("starting", "linked") and peer.delivered:
-                peer.state = "flooding"
         for data, end in self._faults_file.chunks():
             for line in data[:end].splitlines():
                 rec = _json(line)
                 if rec is not None and "fault" in rec:
                     self.faults.append(rec)
                     self._fault_fired(rec)
+        # The message logs are read only once every peer is done or failed: reading them while
+        # the peers write them cost the run time (bench/live.py, docs/benchmarks.md).
+        ended = all(x.state in ("done", "failed") for x in self._peers.values())
+        for peer in self._peers.values():
+            if ended:
+                for data, end in peer.messages.chunks():
+                    _count_senders(peer.frames, peer.nbytes, data[:end])
+                peer.logs_read = True
+                peer.delivered = int(peer.frames.sum())  # lines that are messages, as p2p analyse counts them
+            else:
+                peer.delivered = peer.recv
+            if peer.state in ("starting", "linked") and peer.delivered:
+                peer.state = "flooding"
 
     def _fault_fired(self, rec: dict[str, Any]) -> None:
         """A killed peer writes no summary: it is failed (until a restart's ``start`` record)."""
@@ -178,6 +192,9 @@ class LiveState:
             self.errors[str(rec.get("reason"))] += int(rec.get("count", 1))
         if "sent" in rec and isinstance(rec["sent"], int):
             peer.sent = rec["sent"]
+        if ev in ("progress", "summary") and isinstance(rec.get("recv"), int):
+            peer.recv = rec["recv"]
+            peer.link_in.update(_link_counts(rec))
         if ev == "summary":
             peer.exit_reason = rec.get("exit_reason")
             peer.state = "done" if peer.exit_reason in GOOD_EXITS and not peer.links_failed else "failed"
@@ -187,6 +204,10 @@ class LiveState:
         links: dict[tuple[int, int], int] = {}
         link_bytes: dict[tuple[int, int], int] = {}
         for p, peer in self._peers.items():
+            if not peer.logs_read:
+                for sender, (frames, nbytes) in peer.link_in.items():
+                    links[(sender, p)], link_bytes[(sender, p)] = frames, nbytes
+                continue
             for sender in np.flatnonzero(peer.frames).tolist():
                 links[(sender, p)] = int(peer.frames[sender])
                 link_bytes[(sender, p)] = int(peer.nbytes[sender])
@@ -239,6 +260,20 @@ def _count_senders(frames: np.ndarray, nbytes: np.ndarray, block: bytes) -> None
     valid &= sender < len(frames)
     frames += np.bincount(sender[valid], minlength=len(frames))
     nbytes += np.bincount(sender[valid], weights=(ends - starts + 4)[valid], minlength=len(frames)).astype(np.int64)
+
+
+def _link_counts(rec: dict[str, Any]) -> dict[int, tuple[int, int]]:
+    """(frames, bytes) received per neighbour: a progress record's ``in`` or a summary's ``links``."""
+    out = {}
+    if isinstance(rec.get("in"), dict):
+        for nbr, counts in rec["in"].items():
+            if str(nbr).isdigit() and isinstance(counts, list) and len(counts) == 2:
+                out[int(nbr)] = (int(counts[0]), int(counts[1]))
+    elif isinstance(rec.get("links"), dict):
+        for nbr, link in rec["links"].items():
+            if str(nbr).isdigit() and isinstance(link, dict) and link.get("frames_in"):
+                out[int(nbr)] = (int(link["frames_in"]), int(link.get("bytes_in", 0)))
+    return out
 
 
 def _json(line: bytes) -> dict[str, Any] | None:

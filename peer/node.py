@@ -23,6 +23,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from peer.config import PeerConfig
 from peer.emulation import Shaper, is_lost
@@ -53,6 +54,7 @@ SUMMARY_TAIL = 1 << 16
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_LINK_FAILED = 2
+PROGRESS_LINKS = 64  # progress records carry per-neighbour counts up to this degree
 
 
 @dataclass
@@ -454,6 +456,14 @@ class Peer:
             self.exit_reason = reason
             self._done.set()
 
+    def _progress_in(self) -> dict[str, Any]:
+        """Frames and bytes received so far per neighbour, for a watcher of the run (p2p --live):
+        it follows these records instead of re-reading the message logs while the peers write
+        them. Left out above PROGRESS_LINKS neighbours, where the record would grow too long."""
+        if len(self.links) > PROGRESS_LINKS:
+            return {}
+        return {"in": {str(lk.nbr): [lk.frames_in, lk.bytes_in] for lk in self.links.values() if lk.frames_in}}
+
     async def _monitor(self) -> None:
         cfg = self.cfg
         last_progress = (-1, -1)
@@ -468,7 +478,7 @@ class Peer:
             self._close_windows()
             if (self.recv, self.sent) != last_progress:
                 last_progress = (self.recv, self.sent)
-                self.event("progress", recv=self.recv, sent=self.sent)
+                self.event("progress", recv=self.recv, sent=self.sent, **self._progress_in())
             self._read_control()
             waiting = [lk for lk in self.links.values() if lk.state == "waiting"]
             overdue = [lk for lk in waiting if now - lk.waiting_since >= cfg.link_deadline]

@@ -258,13 +258,14 @@ def test_the_state_follows_the_files_line_by_line(tmp_path):
 
     assert [r["state"] for r in live.snapshot()["peers"]] == ["starting"] * 3
     append("0.events.jsonl", '{"t":1.0,"peer":0,"ev":"start"}\n{"t":1.1,"peer":0,"ev":"link_up","nbr":1}\n')
-    append("1.events.jsonl", '{"t":1.0,"peer":1,"ev":"start"}\n{"t":1.2,"peer":1,"ev":"progress","recv":1,"sent":2}\n')
+    append("1.events.jsonl", '{"t":1.0,"peer":1,"ev":"start"}\n'
+                             '{"t":1.2,"peer":1,"ev":"progress","recv":1,"sent":2,"in":{"0":[1,23]}}\n')
     append("1.txt", '{"id":0,"hops":[0]}\n{"id":2,"hops":[2,0]}\n{"id":2,"hops"')  # the last line still open
     snap = live.snapshot()
     assert [r["state"] for r in snap["peers"]] == ["linked", "flooding", "starting"]
-    assert snap["peers"][1]["delivered"] == 2 and snap["peers"][1]["sent"] == 2
-    assert {(e["src"], e["dst"]): (e["frames"], e["bytes"]) for e in snap["links"] if e["frames"]} == {
-        (0, 1): (2, 19 + 4 + 21 + 4)}
+    # While the run goes on: the peers' own progress records, not their message logs.
+    assert snap["peers"][1]["delivered"] == 1 and snap["peers"][1]["sent"] == 2
+    assert {(e["src"], e["dst"]): (e["frames"], e["bytes"]) for e in snap["links"] if e["frames"]} == {(0, 1): (1, 23)}
     append("1.txt", ':[2]}\n')
     append("2.events.jsonl", '{"t":1.3,"peer":2,"ev":"error","nbr":0,"reason":"bad_frame","detail":"","count":3}\n')
     append("0.events.jsonl", '{"t":1.5,"peer":0,"ev":"summary","recv":0,"sent":0,"exit_reason":"expected"}\n')
@@ -272,9 +273,15 @@ def test_the_state_follows_the_files_line_by_line(tmp_path):
         '{"t":1.0,"clock":"start"}\n{"t":1.4,"fault":"kill:1@0.4","action":"kill","peers":[1],"edges":[]}\n')
     snap = live.snapshot()
     assert [r["state"] for r in snap["peers"]] == ["done", "failed", "starting"]
-    assert snap["deliveries"] == 3 and snap["errors"] == {"bad_frame": 3}
+    assert snap["deliveries"] == 1 and snap["errors"] == {"bad_frame": 3}
     assert [f["fault"] for f in snap["faults"]] == ["kill:1@0.4"]
     assert snap["elapsed"] is not None and not snap["ended"]
+    # Once every peer is done or failed, the message logs are read: exactly what p2p analyse counts.
+    append("2.events.jsonl", '{"t":1.6,"peer":2,"ev":"summary","recv":0,"sent":0,"exit_reason":"expected"}\n')
+    snap = live.snapshot()
+    assert snap["ended"] and snap["deliveries"] == 3 and snap["peers"][1]["delivered"] == 3
+    assert {(e["src"], e["dst"]): (e["frames"], e["bytes"]) for e in snap["links"] if e["frames"]} == {
+        (0, 1): (2, 19 + 4 + 21 + 4), (2, 1): (1, 19 + 4)}
 
 
 def test_senders_of_many_digits_and_lines_that_are_no_message(tmp_path):
@@ -285,7 +292,11 @@ def test_senders_of_many_digits_and_lines_that_are_no_message(tmp_path):
     lines = ['{"id":10,"hops":[10]}', '{"id":9,"hops":[9,10]}', '{"id":1,"hops":[1,0]}', "not a message]}",
              '{"id":3,"hops":[3,12]}', "}", ""]
     (run_dir / "logs" / "11.txt").write_text("\n".join(lines) + "\n")
+    for p in range(12):  # every peer ended: the message logs are read
+        (run_dir / "logs" / f"{p}.events.jsonl").write_text(
+            f'{{"t":1.0,"peer":{p},"ev":"summary","recv":0,"sent":0,"exit_reason":"expected"}}\n')
     snap = live.snapshot()
+    assert snap["ended"]
     assert snap["peers"][11]["delivered"] == 3  # the lines that are messages from a peer
     assert {(e["src"], e["dst"]): (e["frames"], e["bytes"]) for e in snap["links"] if e["frames"]} == {
         (10, 11): (2, len(lines[0]) + len(lines[1]) + 8), (0, 11): (1, len(lines[2]) + 4)}
