@@ -3,13 +3,14 @@
 A thread of the runner process (``p2p run``) or of ``p2p watch`` serves:
 
 - ``/``            one self-contained page (inline JS, CSS and SVG: works offline) that polls
-                   ``/state.json`` twice a second;
+                   ``/state.json`` once a second;
 - ``/setup.json``  the graph, its layout (computed here with networkx) and the prediction;
 - ``/state.json``  :meth:`analysis.live.LiveState.snapshot`;
 - ``/metrics``     Prometheus / OpenMetrics text from a collector that reads the same state.
 
 Everything is read from the run's files on request (at most every 0.25 s), so a run that
-nobody watches pays nothing, and a watched one only the reading of its logs (docs/live.md).
+nobody watches pays nothing, and a watched one only the reading of its event logs (the
+message logs are read once, at the end; docs/live.md).
 """
 
 from __future__ import annotations
