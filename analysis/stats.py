@@ -125,10 +125,7 @@ def _read(run_dir: Path, workers: int | None) -> _Work:
         w.inferred.append("no spec.json: topology, n and protocol inferred from the logs")
         w.n = _n_from_start_events(found)
     w.ids = sorted(set(found.ids) | set(range(w.n or 0)))
-    from peer.protocols import PROTOCOLS as PROTOCOL_CLASSES
-
-    own_id_ok = spec is not None and getattr(PROTOCOL_CLASSES.get(spec.protocol), "accepts_own_id", False)
-    with L.receiver_in_hops_allowed(own_id_ok):
+    with L.receiver_in_hops_allowed(spec is not None and L.receiver_in_hops_ok(spec.protocol)):
         w.peers = L.read_all(log_dir, w.ids, w.n, workers=workers)
     for p in w.ids:
         w.problems.extend(w.peers[p].problems)
@@ -612,17 +609,13 @@ def _timeline(peers: dict[int, L.PeerLogs]) -> tuple[dict[int, list[tuple[float,
         pts: list[tuple[float, int]] = []
         if ev.start:
             pts.append((ev.start["t"] - t0, 0))
-        prev = 0
-        for t, recv, _sent in ev.progress:
-            pts.append((t - t0, recv))
-            if recv > prev:
-                last_growth = t if last_growth is None else max(last_growth, t)
-            prev = max(prev, recv)
+        pts += [(t - t0, recv) for t, recv, _sent in ev.progress]
         s = ev.summary
         if s is not None and isinstance(s.get("recv"), int):
             pts.append((s["t"] - t0, s["recv"]))
-            if s["recv"] > prev:
-                last_growth = s["t"] if last_growth is None else max(last_growth, s["t"])
+        grew = ev.last_growth()
+        if grew is not None:
+            last_growth = grew if last_growth is None else max(last_growth, grew)
         series[p] = [(round(t, 6), r) for t, r in pts]
     ttq = None if last_growth is None else round(max(0.0, last_growth - t0), 6)
     return series, ttq
