@@ -49,9 +49,14 @@ def compose_services(plan: RunPlan, barrier: bool = False, exit_slot: float = EX
     the runner creates it once every container has started). From ``EXIT_SLOTS_FROM`` peers
     on, they end one ``exit_slot`` apart (see ``EXIT_SLOT``).
     """
+    return peer_services(plan, argv_of({"start_file": f"/logs/{START_FILE}" if barrier else None,
+                                        "exit_slot": exit_slot if plan.spec.n >= EXIT_SLOTS_FROM else None}))
+
+
+def peer_services(plan: RunPlan, extra: list[str]) -> list[PeerService]:
+    """Each peer as a container service (Compose and Swarm): it listens on the spec's port, reaches
+    neighbour j at ``peer-<j>:<port>``, logs to /logs; ``extra``: the backend's own flags."""
     port = plan.spec.port
-    extra = argv_of({"start_file": f"/logs/{START_FILE}" if barrier else None,
-                     "exit_slot": exit_slot if plan.spec.n >= EXIT_SLOTS_FROM else None})
     return [
         PeerService(
             id=peer.id,

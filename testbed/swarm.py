@@ -32,7 +32,7 @@ import docker.errors
 
 import docker
 from analysis.follow import read_progress
-from generator.render import IMAGE, PEER_LABEL, RUN_LABEL, PeerService, container_user, service_name, write_compose
+from generator.render import IMAGE, PEER_LABEL, RUN_LABEL, PeerService, container_user, write_compose
 from generator.render_stack import (
     COLLECTOR_PORT,
     ROLE_LABEL,
@@ -41,11 +41,11 @@ from generator.render_stack import (
     render_stack,
     stack_name,
 )
-from peer.config import DEFAULT_HOST, argv_of, parse_address
+from peer.config import argv_of, parse_address
 from peer.logfiles import events_file, stderr_file
 from testbed.base import Progress, Runner, RunnerError, RunPlan, RunResult, tail_of
 from testbed.engine import BUILD_SCRIPT, DOCKER_ERRORS, clean_by_label, docker_client, ensure_image, labels_of
-from testbed.rendering import own_log_dir, refuse_faults
+from testbed.rendering import own_log_dir, peer_services, refuse_faults
 from testbed.signals import signals_ignored
 
 SWARM_INIT_HINT = "docker swarm init --advertise-addr 127.0.0.1"
@@ -273,19 +273,7 @@ class SwarmRunner(Runner):
 
     def services(self, plan: RunPlan) -> list[PeerService]:
         """Each peer: listens on the spec's port, neighbours ``peer-<j>:<port>``, logs on /logs, uploads at exit."""
-        port = plan.spec.port
-        return [
-            PeerService(
-                id=peer.id,
-                neighbours=peer.neighbours,
-                command=(
-                    *argv_of({"listen": (DEFAULT_HOST, port)}),
-                    *plan.peer_args(peer, lambda nb: f"{service_name(nb)}:{port}", "/logs"),
-                    *argv_of({"upload": parse_address(collector_address(COLLECTOR_PORT))}),
-                ),
-            )
-            for peer in plan.peers
-        ]
+        return peer_services(plan, argv_of({"upload": parse_address(collector_address(COLLECTOR_PORT))}))
 
     def render(self, plan: RunPlan, stack: str, node_id: str | None, user: tuple[int, int]) -> str:
         opts = plan.spec.options
