@@ -31,6 +31,7 @@ from typing import Any
 import networkx as nx
 
 from generator.errors import TopologyError
+from peer.config import parse_bool
 
 DEFAULT_N = 5
 _REQUIRED = object()
@@ -277,14 +278,7 @@ class Param:
                     raise ValueError
                 return float(value)
             if self.kind == "bool":
-                if isinstance(value, bool):
-                    return value
-                text = str(value).strip().lower()
-                if text in ("1", "true", "yes", "on"):
-                    return True
-                if text in ("0", "false", "no", "off"):
-                    return False
-                raise ValueError
+                return parse_bool(value)
             if self.kind == "ints":
                 items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
                 return tuple(_int(x) for x in items)
