@@ -7,6 +7,7 @@ import errno
 import os
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 from generator.errors import P2PError
@@ -369,18 +370,16 @@ def cmd_clean(args: argparse.Namespace) -> int:
     from testbed.swarm import clean_swarm
 
     client = docker_client()
-    removed = {"services": 0, "containers": 0, "networks": 0, "volumes": 0}
+    removed: Counter[str] = Counter()  # what each step removed, by kind, added up
     try:  # swarm services first: their containers and networks go with them
         label = f"p2p.run={args.run}" if args.run else "p2p.run"
         run_ids = {(svc.attrs.get("Spec", {}).get("Labels") or {}).get("p2p.run")
                    for svc in client.services.list(filters={"label": label})}
         for run_id in sorted(r for r in run_ids if r):
-            for kind, count in clean_swarm(client, run_id).items():
-                removed[kind] = removed.get(kind, 0) + count
+            removed.update(clean_swarm(client, run_id))
     except docker.errors.APIError:
         pass  # not a swarm manager: there are no services of ours to remove here
-    for kind, count in clean_by_label(client, args.run).items():
-        removed[kind] = removed.get(kind, 0) + count
+    removed.update(clean_by_label(client, args.run))
     what = f"run {args.run}" if args.run else "label p2p.run"
     print(f"removed {removed['services']} services, {removed['containers']} containers, {removed['networks']} "
           f"networks, {removed['volumes']} volumes ({what})")
