@@ -23,6 +23,7 @@ import numpy as np
 
 from analysis.follow import Follow
 from generator.expect import DEFAULT_LIMIT, expect_for
+from generator.networks import map_positions
 from generator.predict import Prediction
 from generator.spec import RunSpec
 from peer.logfiles import events_file, messages_file
@@ -76,8 +77,12 @@ class LiveSetup:
 
 
 def layout_of(graph: nx.Graph) -> dict[int, tuple[float, float]]:
-    """Node positions in [0, 1]², computed once on the host (the page draws them as SVG)."""
-    if graph.number_of_nodes() <= 2 or nx.density(graph) > 0.5:
+    """Node positions in [0, 1]², computed once on the host (the page draws them as SVG, y down):
+    the map for a graph whose nodes have positions (real networks), else a circle or a spring layout."""
+    on_map = map_positions(graph)
+    if on_map is not None:
+        pos = {p: (x, -y) for p, (x, y) in on_map.items()}  # north up on a y-down page
+    elif graph.number_of_nodes() <= 2 or nx.density(graph) > 0.5:
         pos = nx.circular_layout(graph)
     else:
         pos = nx.spring_layout(graph, seed=1, iterations=50 if graph.number_of_nodes() < 500 else 15)

@@ -50,8 +50,9 @@ class Analysis:
 
     @property
     def name(self) -> str:
-        """``mesh-5`` style label."""
-        return f"{self.topology}-{self.n}"
+        """``mesh-5`` style label; a real network's name follows, e.g. ``zoo-11 Abilene``."""
+        network = dict(self.spec.params).get("name") if self.spec is not None else None
+        return f"{self.topology}-{self.n}" + (f" {network}" if network else "")
 
 
 def verdict_of(s: dict[str, Any]) -> tuple[str, bool]:

@@ -198,9 +198,15 @@ def _save(fig: Figure, path: Path) -> Path:
 
 
 def layout(analysis: Analysis) -> dict[int, tuple[float, float]]:
-    """Fixed, readable positions: a circle (peer 0 on top, clockwise) for the
+    """Fixed, readable positions, in [-1, 1]²: the map for a graph whose nodes have positions
+    (longitude, latitude: real networks), a circle (peer 0 on top, clockwise) for the
     circulant families and for small unknown graphs, else a seeded spring layout."""
+    from generator.networks import map_positions
+
     n = analysis.n
+    on_map = map_positions(analysis.graph)
+    if on_map is not None:
+        return _fit(on_map)
     if _circular(analysis):
         return {
             i: (math.cos(math.pi / 2 - 2 * math.pi * i / n), math.sin(math.pi / 2 - 2 * math.pi * i / n))
@@ -208,7 +214,11 @@ def layout(analysis: Analysis) -> dict[int, tuple[float, float]]:
         }
     import networkx as nx
 
-    raw = nx.spring_layout(analysis.graph, seed=7)
+    return _fit(nx.spring_layout(analysis.graph, seed=7))
+
+
+def _fit(raw) -> dict[int, tuple[float, float]]:
+    """Positions scaled into [-1, 1]² around the centre, the aspect ratio kept."""
     xs = [p[0] for p in raw.values()]
     ys = [p[1] for p in raw.values()]
     span = max(max(xs) - min(xs), max(ys) - min(ys)) or 1.0

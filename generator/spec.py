@@ -13,7 +13,7 @@ import json
 import math
 import secrets
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import networkx as nx
 
 from generator.errors import SpecError, TopologyError
 from generator.faults import Fault, exactly_predictable, surviving_graph
+from generator.networks import link_latencies
 from generator.topologies import FAMILIES, build_graph, parse_topology_params, show_param
 from peer.config import DEFAULT_PORT, default_of, option_value, set_by, settable_options
 from peer.emulation import SHAPE_KEYS, LinkShape, is_number, shape_problem, show_value
@@ -30,6 +31,12 @@ PROTOCOLS = tuple(_PROTOCOL_CLASSES)
 # Protocol parameters and their defaults (all positive integers), e.g. {"gossip": {"fanout": 2}}.
 PROTOCOL_PARAMS: dict[str, dict[str, int]] = {name: dict(cls.params) for name, cls in _PROTOCOL_CLASSES.items()}
 DRAWS_FOR_CONNECTED = 20
+# Where --latency-from takes each link's latency from: "distance" = length / 2/3 c (generator/networks.py).
+LATENCY_SOURCES = ("distance",)
+# The help of ``--latency-from`` (p2p run, render, sweep).
+LATENCY_FROM_HELP = ("distance: each link's emulated one-way latency = its length / the speed of light in fibre, "
+                     "2/3 c = 199,861.6 km/s (length from the network's data, else the great-circle distance "
+                     "between its ends; for zoo:NAME and sndlib:NAME); replaces --latency, a --link-shape key wins")
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,9 @@ class PeerOptions:
     loss: float = 0.0
     bandwidth: float = 0.0
     link_shapes: tuple[str, ...] = ()
+    # "distance": every link's latency is its length / the speed of light in fibre
+    # (generator/networks.py), in place of ``latency``; a --link-shape key still wins.
+    latency_from: str | None = None
     # Other peer options (``--peer-option``), as sorted (key, value) pairs of the option's type;
     # a mapping is accepted. spec.json has them as an object "peer", only when there are some.
     peer: tuple[tuple[str, Any], ...] = ()
@@ -74,6 +84,13 @@ class PeerOptions:
             problem = shape_problem(key, getattr(self, key))
             if problem:
                 raise SpecError(f"--{problem}")
+        if self.latency_from is not None:
+            if self.latency_from not in LATENCY_SOURCES:
+                raise SpecError(f"--latency-from must be one of {', '.join(LATENCY_SOURCES)}, "
+                                f"got {self.latency_from!r}")
+            if self.latency:
+                raise SpecError("--latency and --latency-from both given: --latency-from distance sets every "
+                                "link's latency (add per-link overrides with --link-shape)")
         self.edge_shapes()
         object.__setattr__(self, "peer", _peer_options(self.peer))
 
@@ -94,12 +111,29 @@ class PeerOptions:
         return cls(**chosen, **own, peer=other)
 
     def edge_shapes(self) -> dict[tuple[int, int], LinkShape]:
-        """Per-edge shapes (u < v), each on top of the global one."""
+        """Per-edge shapes given by --link-shape (u < v), each on top of the global one
+        (without --latency-from's latencies: ``shapes_on`` has those)."""
         return {edge: shape for edge, (_, shape) in self._parsed_shapes().items()}
 
-    def _parsed_shapes(self) -> dict[tuple[int, int], tuple[str, LinkShape]]:
-        """Per-edge (item as given, shape); a SpecError names the offending item."""
+    def shapes_on(self, graph: nx.Graph, name: str = "the topology") -> dict[tuple[int, int], LinkShape]:
+        """The shape of every link of ``graph`` that differs from the global one (u < v):
+        with --latency-from distance every link, its latency from its length, and a
+        --link-shape item on top of that (its keys win)."""
+        if self.latency_from is None:
+            return self.edge_shapes()
         base = LinkShape(self.latency, self.jitter, self.loss, self.bandwidth)
+        try:
+            delays = link_latencies(graph, name)
+        except TopologyError as e:
+            raise SpecError(str(e)) from None
+        bases = {edge: replace(base, latency=delay) for edge, delay in delays.items()}
+        return {**bases, **{edge: shape for edge, (_, shape) in self._parsed_shapes(bases).items()}}
+
+    def _parsed_shapes(self, bases: Mapping[tuple[int, int], LinkShape] | None = None,
+                       ) -> dict[tuple[int, int], tuple[str, LinkShape]]:
+        """Per-edge (item as given, shape), each on top of ``bases[edge]`` or the global shape;
+        a SpecError names the offending item."""
+        glob = LinkShape(self.latency, self.jitter, self.loss, self.bandwidth)
         out = {}
         for item in self.link_shapes:
             if not isinstance(item, str):
@@ -108,8 +142,9 @@ class PeerOptions:
             u, dash, v = edge.partition("-")
             if not sep or not dash or not u.strip().isdigit() or not v.strip().isdigit():
                 raise SpecError(f"--link-shape expects U-V:KEY=VALUE,..., got {item!r}")
+            edge = tuple(sorted((int(u), int(v))))
             try:
-                out[tuple(sorted((int(u), int(v))))] = (item, LinkShape.parse(text, base))
+                out[edge] = (item, LinkShape.parse(text, (bases or {}).get(edge, glob)))
             except ValueError as e:
                 raise SpecError(f"--link-shape {item}: {e}") from None
         return out
@@ -119,6 +154,7 @@ class PeerOptions:
         for (u, v), (item, _) in self._parsed_shapes().items():
             if not graph.has_edge(u, v):
                 raise SpecError(f"--link-shape {item}: {u}-{v} is not an edge of {name}")
+        self.shapes_on(graph, name)  # --latency-from distance: every link has a length
 
     @property
     def lossy(self) -> bool:
@@ -292,9 +328,11 @@ class RunSpec:
     @property
     def label(self) -> str:
         """The name with the parameters, e.g. ``er-20 p=0.2`` or ``circulant-9 jumps=2,3``."""
-        shown = [f"{k}={show_param(v)}" for k, v in self.params if k != "path"]
+        shown = [f"{k}={show_param(v)}" for k, v in self.params if k not in ("path", "name")]
         if self.topology == "file":
             shown.insert(0, Path(dict(self.params)["path"]).name)
+        if FAMILIES[self.topology].positional == "name":  # zoo-11 Abilene
+            shown.insert(0, dict(self.params)["name"])
         return " ".join([self.name, *shown])
 
     def topology_params(self) -> dict[str, Any]:
@@ -344,6 +382,8 @@ class RunSpec:
         del data["options"]["peer"]
         if self.options.peer:
             data["options"]["peer"] = dict(self.options.peer)
+        if self.options.latency_from is None:  # likewise absent unless --latency-from was given
+            del data["options"]["latency_from"]
         return data
 
     def to_json(self) -> str:

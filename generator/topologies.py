@@ -12,6 +12,7 @@ Spelling of a topology on the command line (``--topology``/``-t``)::
                          er:p=0.2,20           KEY=VALUE sets a parameter; a bare integer is the size
                          grid:rows=3,n=12      n=N also sets the size
                          file:nets/petersen.graphml   everything after "file:" is the path; n comes from the file
+                         zoo:Abilene, sndlib:polska    a real network (topohub); n comes from the network
 
 Parameters can also be given as ``--param KEY=VALUE`` (repeatable); a parameter given
 twice with different values is an error. ``p2p topologies`` lists the families, their
@@ -21,6 +22,7 @@ parameters and defaults. Randomised families (``random=True``) need a seed; a
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Callable, Iterable, Mapping
@@ -31,6 +33,7 @@ from typing import Any
 import networkx as nx
 
 from generator.errors import TopologyError
+from generator.networks import COLLECTION_TITLES, canonical_name, network_graph, network_size
 from peer.config import parse_bool
 
 DEFAULT_N = 5
@@ -208,6 +211,23 @@ def file_graph(n: int | None, seed: int | None = None, path: str = "") -> nx.Gra
     return g
 
 
+def zoo_graph(n: int | None, seed: int | None = None, name: str = "") -> nx.Graph:
+    """A network of the Internet Topology Zoo (topohub's ``topozoo`` collection); see generator/networks.py."""
+    return _network("zoo", n, name)
+
+
+def sndlib_graph(n: int | None, seed: int | None = None, name: str = "") -> nx.Graph:
+    """A network of SNDlib (topohub's ``sndlib`` collection); see generator/networks.py."""
+    return _network("sndlib", n, name)
+
+
+def _network(family: str, n: int | None, name: str) -> nx.Graph:
+    g = network_graph(family, name)
+    if n is not None and n != g.number_of_nodes():
+        raise TopologyError(f"{family}:{canonical_name(family, name)} has {g.number_of_nodes()} peers, not n={n}")
+    return g
+
+
 def read_graph_file(path: str | Path) -> nx.Graph:
     """Read and relabel a graph file (see ``file_graph``)."""
     p = Path(path)
@@ -257,12 +277,14 @@ def _read_edge_list(text: str) -> nx.Graph:
 
 @dataclass(frozen=True)
 class Param:
-    """A family parameter: ``kind`` is int, float, bool, ints (a list) or path."""
+    """A family parameter: ``kind`` is int, float, bool, ints (a list), path or name (a string);
+    ``check`` turns a coerced value into its canonical spelling or raises a TopologyError."""
 
     name: str
     kind: str
     default: Any = _REQUIRED
     help: str = ""
+    check: Callable[[Any], Any] | None = field(default=None, compare=False)
 
     @property
     def required(self) -> bool:
@@ -287,6 +309,11 @@ class Param:
                 if not text:
                     raise ValueError
                 return str(Path(text).expanduser().resolve())
+            if self.kind == "name":
+                text = str(value).strip()
+                if not text or isinstance(value, bool):
+                    raise ValueError
+                return self.check(text) if self.check else text
         except (TypeError, ValueError):
             pass
         else:
@@ -299,7 +326,8 @@ class Param:
 
 
 _KIND_TEXT = {"int": "an integer", "float": "a number", "bool": "a boolean (0/1)",
-              "ints": "a list of integers", "path": "a file path"}
+              "ints": "a list of integers", "path": "a file path",
+              "name": "a name"}
 
 
 @dataclass(frozen=True)
@@ -346,6 +374,17 @@ class Family:
 
 def _file_size(params: Mapping[str, Any]) -> int:
     return read_graph_file(params["path"]).number_of_nodes()
+
+
+def _network_family(family: str, build: Callable[..., nx.Graph]) -> Family:
+    title = COLLECTION_TITLES[family]
+    return Family(
+        family, build, 1, f"{title} network (topohub) with positions and link lengths, nodes relabelled "
+        f"0..N-1; `p2p topologies --{family}` lists them",
+        (Param("name", "name", _REQUIRED, f"the network, e.g. {'Abilene' if family == 'zoo' else 'polska'} "
+               "(any case)", check=functools.partial(canonical_name, family)),),
+        positional="name", size_from=lambda params: network_size(family, params["name"])[0],
+    )
 
 
 FAMILIES: dict[str, Family] = {
@@ -395,6 +434,8 @@ FAMILIES: dict[str, Family] = {
         (Param("path", "path", _REQUIRED, "the file (.graphml/.xml: GraphML, else an edge list)"),),
         positional="path", size_from=_file_size,
     ),
+    "zoo": _network_family("zoo", zoo_graph),
+    "sndlib": _network_family("sndlib", sndlib_graph),
 }
 
 
@@ -418,7 +459,7 @@ def split_topology(text: str) -> tuple[str, int | None, dict[str, Any]]:
         return fam.name, _size(size, text) if size.strip() else None, {}
     name = head.strip().lower()
     fam = family(name)
-    if fam.positional and fam.param(fam.positional).kind == "path":
+    if fam.positional and fam.param(fam.positional).kind in ("path", "name"):
         return fam.name, None, {fam.positional: rest.strip()}
     size: int | None = None
     params: dict[str, Any] = {}
@@ -517,7 +558,9 @@ def describe_families() -> str:
     lines = []
     for fam in FAMILIES.values():
         flags = " [seeded]" if fam.random else ""
-        size = "N from the file" if fam.size_from else f"N >= {fam.min_n}"
+        size = f"N >= {fam.min_n}"
+        if fam.size_from:
+            size = "N from the file" if fam.positional == "path" else "N from the network"
         lines.append(f"{fam.name:<10} {fam.description} ({size}){flags}")
         lines.append(f"{'':<10}   e.g. --topology {fam.usage()}")
         for p in fam.params:

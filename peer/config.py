@@ -87,6 +87,10 @@ class PeerConfig:
     # Redial a link this peer dialed when it drops (for runs that restart peers; runs with a
     # restart fault turn it on whatever --peer-option says).
     redial: bool = option(False, "redial dropped links (runs that restart peers)")
+    # Receive times per author (one event per author, n per peer): what a propagation-delay
+    # check needs; off by default since a thousand peers would write a million lines.
+    arrivals: bool = option(False, 'log an event {"ev":"first","author":A,"hops":H} when the first message of '
+                                   "each author arrives (its time is the receive time)")
     handshake_timeout: float = option(
         10.0, "seconds an accepted connection may take to say its id (default {default})")
     max_runtime: float = option(900.0, "hard limit on the peer's lifetime in seconds (default {default})")

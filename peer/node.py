@@ -98,6 +98,7 @@ class Peer:
         self.noncanonical = 0  # frames whose JSON was valid but not compact: logged re-encoded
         self.authored = False
         self.authors_seen: set[int] = set()
+        self._arrived: set[int] = set()  # authors whose first message has an event (--arrivals)
         # Aggregation windows: (ev, nbr, reason) -> [opened (monotonic), count since, first
         # counted (wall clock), last detail]
         self._windows: dict[tuple[str, int | None, str | None], list] = {}
@@ -236,9 +237,10 @@ class Peer:
         self._last_activity = time.monotonic()
         payload, targets = self.proto.author()
         frame = HEADER.pack(len(payload)) + payload
+        # Logged before the frames go: its time is then no later than their send (or release) time.
+        self.event("authored", frames=len(targets))
         for nb in targets:
             self._emit(self.links[nb], [frame])
-        self.event("authored", frames=len(targets))
 
     # ---- links ---------------------------------------------------------------
 
@@ -366,13 +368,21 @@ class Peer:
                         link.waiting_since = time.monotonic()
                     self._spawn(self._dial(link, fresh=self.cfg.redial))
 
+    def _receive_noting_arrival(self, author: int, hops: list[int], payload: bytes,
+                                canonical: bool) -> tuple[bytes, list[int]]:
+        """The protocol's receive, after an event for the first message of each author (--arrivals)."""
+        if author not in self._arrived:
+            self._arrived.add(author)
+            self.event("first", author=author, hops=len(hops))
+        return self.proto.receive(author, hops, payload, canonical)
+
     def _process(self, link: Link, buf: bytes) -> int:
         """Handle every complete frame in ``buf``; return the bytes consumed."""
         n = self.cfg.n
         me = self.me
         sender = link.nbr
         max_frame = self.cfg.max_frame
-        receive = self.proto.receive
+        receive = self._receive_noting_arrival if self.cfg.arrivals else self.proto.receive
         own_id_ok = self.proto.accepts_own_id
         log: list[bytes] = []  # bounded by buf: written before the forwards go out
         seen = self.authors_seen

@@ -68,8 +68,9 @@ class RunPlan:
             "control": f"{log_dir}/control.json" if any(f.edges for f in spec.faults) else None,
             "redial": any(f.action == "restart" for f in spec.faults),
             **{key: getattr(opts, key) or None for key in SHAPE_KEYS},
-            "link_shapes": {v if peer.id == u else u: shape for (u, v), shape in opts.edge_shapes().items()
-                            if peer.id in (u, v)},
+            # --link-shape items and, with --latency-from distance, every link's own latency
+            "link_shapes": {v if peer.id == u else u: shape
+                            for (u, v), shape in opts.shapes_on(self.graph, spec.name).items() if peer.id in (u, v)},
         }
         for key, value in opts.peer:  # --peer-option; a value the run needs (redial on restarts) stays
             if not values.get(key):

@@ -14,7 +14,16 @@ from generator.errors import P2PError
 from generator.expect import DEFAULT_LIMIT, expect_for
 from generator.faults import Fault
 from generator.predict import PredictionTooLarge, predict, quick_deliveries
-from generator.spec import PEER_OPTION_HELP, PROTOCOL_PARAMS, PROTOCOLS, PeerOptions, RunSpec, parse_params
+from generator.spec import (
+    LATENCY_FROM_HELP,
+    LATENCY_SOURCES,
+    PEER_OPTION_HELP,
+    PROTOCOL_PARAMS,
+    PROTOCOLS,
+    PeerOptions,
+    RunSpec,
+    parse_params,
+)
 from generator.topologies import FAMILIES
 from testbed.base import Progress, Runner, RunPlan, prepare_run
 from testbed.live import DEFAULT_PORT as LIVE_PORT
@@ -30,7 +39,8 @@ def _add_spec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--topology", "-t", default="mesh",
         help=f"family, optionally with size and parameters: {', '.join(sorted(FAMILIES))} (e.g. mesh, mesh,7, "
-             "circulant:2,3, er:p=0.2,20, file:net.graphml; `p2p topologies` lists them; default mesh)",
+             "circulant:2,3, er:p=0.2,20, file:net.graphml, zoo:Abilene, sndlib:polska; `p2p topologies` lists "
+             "them; default mesh)",
     )
     p.add_argument("-n", type=int, default=None, help="number of peers (default 5)")
     p.add_argument("--protocol", default="v1", choices=PROTOCOLS, help="gossip protocol (default v1)")
@@ -44,7 +54,8 @@ def _add_spec_args(p: argparse.ArgumentParser) -> None:
 def _spec_from(args: argparse.Namespace) -> RunSpec:
     if getattr(args, "netem", False):
         raise P2PError(_netem_refusal())
-    chosen = {k: getattr(args, k, None) for k in ("idle", "link_deadline", "latency", "jitter", "loss", "bandwidth")}
+    chosen = {k: getattr(args, k, None)
+              for k in ("idle", "link_deadline", "latency", "jitter", "loss", "bandwidth", "latency_from")}
     chosen["link_shapes"] = tuple(getattr(args, "link_shape", None) or ())
     opts = PeerOptions.from_cli(getattr(args, "peer_option", None), **{k: v for k, v in chosen.items() if v not in (None, ())})
     faults = tuple(Fault.parse(f) for f in getattr(args, "fault", None) or ())
@@ -113,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--bandwidth", type=float, help="emulated bandwidth per link, bytes/s")
     run.add_argument("--link-shape", action="append", metavar="U-V:KEY=VALUE,...",
                      help="per-edge emulation, repeatable: 0-1:latency=0.05,loss=0.1")
+    run.add_argument("--latency-from", choices=LATENCY_SOURCES, default=None, help=LATENCY_FROM_HELP)
     run.add_argument("--netem", action="store_true",
                      help="shape links with the kernel's netem instead (refused where the kernel lacks sch_netem)")
     run.add_argument("--fault", action="append", metavar="ACTION:TARGETS@WHEN",
@@ -153,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     ren.add_argument("--idle", type=float, default=None, help="peer idle timeout in seconds")
     ren.add_argument("--link-deadline", type=float, default=None, help="seconds a peer waits for its links")
     ren.add_argument("--peer-option", action="append", metavar="KEY=VALUE", help=PEER_OPTION_HELP)
+    ren.add_argument("--latency-from", choices=LATENCY_SOURCES, default=None, help=LATENCY_FROM_HELP)
     ren.add_argument("--no-expect", action="store_true",
                      help="do not tell peers their predicted deliveries (they exit on idle instead)")
     ren.set_defaults(func=cmd_render)
@@ -164,7 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
     cln.set_defaults(func=cmd_clean)
 
     _add_watch_parser(sub)
-    top = sub.add_parser("topologies", help="list the topology families, their parameters and defaults")
+    top = sub.add_parser("topologies", help="list the topology families, their parameters and defaults",
+                         description="List the topology families; --zoo and --sndlib list the real networks "
+                                     "(name, nodes, links) that -t zoo:NAME and -t sndlib:NAME take.")
+    top.add_argument("--zoo", action="store_true", help="list the Internet Topology Zoo networks (zoo:NAME)")
+    top.add_argument("--sndlib", action="store_true", help="list the SNDlib networks (sndlib:NAME)")
     top.set_defaults(func=cmd_topologies)
     add_sweep_parser(sub)
     return parser
@@ -320,7 +337,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(f"  peer {peer}: receives {frames:,} frames")
         return 0
     total = quick_deliveries(graph, spec.topology)
-    print(f"{spec.name} ({spec.protocol}): {graph.number_of_nodes()} peers, {graph.number_of_edges()} links")
+    print(f"{spec.label} ({spec.protocol}): {graph.number_of_nodes()} peers, {graph.number_of_edges()} links")
     print(f"deliveries: {total:,}")
     try:
         p = predict(graph, spec.topology)
@@ -353,10 +370,17 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_topologies(args: argparse.Namespace) -> int:
+    from generator.networks import describe_networks
     from generator.topologies import describe_families
 
+    listed = [family for family in ("zoo", "sndlib") if getattr(args, family, False)]
+    if listed:
+        print("\n\n".join(describe_networks(family) for family in listed))
+        return 0
     print(describe_families())
     print("\nSpelling: NAME | NAME,N | NAME:KEY=VALUE,...,N | NAME:BARE,... (list parameter); or --param KEY=VALUE.")
+    print("Real networks: `p2p topologies --zoo` and `p2p topologies --sndlib` list them (name, nodes, links); "
+          "--latency-from distance gives their links propagation delays.")
     print("Protocol parameters: " + "; ".join(
         f"{p}: " + (", ".join(f"{k} (default {v})" for k, v in d.items()) or "none")
         for p, d in PROTOCOL_PARAMS.items()))

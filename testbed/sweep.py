@@ -32,7 +32,16 @@ from typing import Any
 from analysis.logs import EventLog, read_all, receiver_in_hops_allowed, receiver_in_hops_ok
 from generator.errors import P2PError
 from generator.expect import DEFAULT_LIMIT, expect_for
-from generator.spec import PEER_OPTION_HELP, PROTOCOL_PARAMS, PROTOCOLS, PeerOptions, RunSpec, parse_params
+from generator.spec import (
+    LATENCY_FROM_HELP,
+    LATENCY_SOURCES,
+    PEER_OPTION_HELP,
+    PROTOCOL_PARAMS,
+    PROTOCOLS,
+    PeerOptions,
+    RunSpec,
+    parse_params,
+)
 from generator.topologies import FAMILIES, split_topology
 from testbed.base import Progress, prepare_run
 from testbed.runners import backend_choices, choose_runner
@@ -388,6 +397,7 @@ def add_sweep_parser(sub) -> None:
     sw.add_argument("--idle", type=float, default=None, help="peer idle timeout in seconds")
     sw.add_argument("--link-deadline", type=float, default=None, help="seconds a peer waits for its links")
     sw.add_argument("--peer-option", action="append", metavar="KEY=VALUE", help=PEER_OPTION_HELP)
+    sw.add_argument("--latency-from", choices=LATENCY_SOURCES, default=None, help=LATENCY_FROM_HELP)
     sw.add_argument("--no-plot", action="store_true", help="no sweep.png")
     sw.set_defaults(func=cmd_sweep)
 
@@ -396,7 +406,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     progress = Progress()
     cells = grid(parse_topologies(args.topology), parse_sizes(args.n), parse_protocols(args.protocol or ["v1"]))
     opts = PeerOptions.from_cli(args.peer_option, **{k: v for k, v in (("idle", args.idle),
-                                                                      ("link_deadline", args.link_deadline))
+                                                                      ("link_deadline", args.link_deadline),
+                                                                      ("latency_from", args.latency_from))
                                                     if v is not None})
     runner = choose_runner(args.backend, progress)
     sweep_dir, rows = run_sweep(cells, args.out, runner, params=parse_params(args.param), seed=args.seed, options=opts,
