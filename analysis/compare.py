@@ -53,6 +53,8 @@ def emulation_of(spec: dict[str, Any] | None) -> dict[str, Any]:
     per-link shapes (``{}``: none, or no spec)."""
     opts = (spec or {}).get("options") or {}
     out: dict[str, Any] = {k: opts[k] for k in EMULATION_KEYS if opts.get(k)}
+    if opts.get("latency_from"):
+        out["latency_from"] = opts["latency_from"]
     if opts.get("link_shapes"):
         out["link_shapes"] = list(opts["link_shapes"])
     return out
@@ -65,6 +67,8 @@ def _delay(x: float) -> str:
 def fmt_emulation(em: dict[str, Any]) -> str:
     """``latency 50 ms, loss 10%, links 0-1:loss=0.2 2-3:bandwidth=1e5``; ``-`` when none."""
     parts = []
+    if em.get("latency_from"):
+        parts.append(f"latency from {em['latency_from']}")  # length / 2/3 c per link
     for key in ("latency", "jitter"):
         if em.get(key):
             parts.append(f"{key} {_delay(em[key])}")

@@ -170,21 +170,31 @@ def build_parser() -> argparse.ArgumentParser:
                      help="do not tell peers their predicted deliveries (they exit on idle instead)")
     ren.set_defaults(func=cmd_render)
 
+    _add_clean_parser(sub)
+
+    _add_watch_parser(sub)
+    _add_topologies_parser(sub)
+    add_sweep_parser(sub)
+    return parser
+
+
+def _add_clean_parser(sub) -> None:
+    """`p2p clean [--run RUN_ID]`."""
     cln = sub.add_parser("clean", help="remove every container, network and volume labelled p2p.run",
                          description="Remove Docker containers, networks and volumes carrying the label p2p.run "
                                      "(only those of one run with --run). Nothing without that label is touched.")
     cln.add_argument("--run", metavar="RUN_ID", default=None, help="only this run's objects")
     cln.set_defaults(func=cmd_clean)
 
-    _add_watch_parser(sub)
+
+def _add_topologies_parser(sub) -> None:
+    """`p2p topologies [--zoo] [--sndlib]`."""
     top = sub.add_parser("topologies", help="list the topology families, their parameters and defaults",
                          description="List the topology families; --zoo and --sndlib list the real networks "
                                      "(name, nodes, links) that -t zoo:NAME and -t sndlib:NAME take.")
     top.add_argument("--zoo", action="store_true", help="list the Internet Topology Zoo networks (zoo:NAME)")
     top.add_argument("--sndlib", action="store_true", help="list the SNDlib networks (sndlib:NAME)")
     top.set_defaults(func=cmd_topologies)
-    add_sweep_parser(sub)
-    return parser
 
 
 def _add_watch_parser(sub) -> None:

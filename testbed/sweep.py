@@ -194,6 +194,7 @@ def run_sweep(
         try:
             spec = RunSpec.parse(cell.topology, cell.n, protocol=cell.protocol, seed=seed,
                                  options=options or PeerOptions(), params=_cell_params(cell, params))
+            spec.graph()  # a cell the options do not fit (--latency-from distance on mesh) is skipped, not fatal
         except P2PError as e:
             rows.append({**row, "status": "skipped", "reason": str(e)})
             progress.message(f"[{i}/{len(cells)}] {cell.topology} n={cell.n} {cell.protocol}: skipped: {e}")
