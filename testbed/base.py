@@ -117,6 +117,22 @@ class Runner(ABC):
         A clean-up problem never masks the error that got us here (it is said beside it);
         after a completed run it goes into the result (the CLI reports it after the analysis).
         """
+        try:
+            return self._run(plan, progress)
+        finally:
+            self.write_record(plan)
+
+    def write_record(self, plan: RunPlan) -> None:
+        """record.json: p2p version, peer source hash, backend, engine and host facts (best effort:
+        a record that cannot be written is left out, and never masks the run's own outcome)."""
+        from testbed.record import write_record
+
+        try:
+            write_record(plan.run_dir, self.name, getattr(self, "client", None), getattr(self, "image", None))
+        except OSError:
+            pass
+
+    def _run(self, plan: RunPlan, progress: Progress) -> RunResult:
         with sigterm_interrupts():  # `kill`/`timeout` clean up like Ctrl-C
             try:
                 result = self.execute(plan, progress)

@@ -1,4 +1,4 @@
-"""The ``p2p`` command: run, analyse, predict, render, clean, compare."""
+"""The ``p2p`` command: run, analyse, predict, render, clean, compare, sweep, rerun."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from generator.spec import PEER_OPTION_HELP, PROTOCOL_PARAMS, PROTOCOLS, PeerOpt
 from generator.topologies import FAMILIES
 from testbed.base import Progress, Runner, RunPlan, prepare_run
 from testbed.live import DEFAULT_PORT as LIVE_PORT
+from testbed.repeat import add_rerun_parser, positive_int
 from testbed.runners import backend_choices, backend_help, choose_runner
 from testbed.sweep import add_sweep_parser
 
@@ -121,6 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--live", nargs="?", type=int, const=LIVE_PORT, default=None, metavar="PORT",
                      help=f"serve a live page of the run (and /metrics) on 127.0.0.1:PORT (default {LIVE_PORT}; "
                           "0: any free port); it stays up with the final state until Ctrl-C")
+    run.add_argument("--repeat", type=positive_int, default=1, metavar="K",
+                     help="run K times into runs/<name>-repeat-<stamp>/ (seeds vary unless --seed is given); "
+                          "exact quantities must be equal in every run, the others get mean, sd and a 95%% "
+                          "t interval (repeats.json, repeats.txt)")
     run.set_defaults(func=cmd_run)
 
     ana = sub.add_parser("analyse", aliases=["analyze"], help="statistics and plots of a run directory",
@@ -167,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     top = sub.add_parser("topologies", help="list the topology families, their parameters and defaults")
     top.set_defaults(func=cmd_topologies)
     add_sweep_parser(sub)
+    add_rerun_parser(sub)
     return parser
 
 
@@ -198,6 +204,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress.message(f"{spec.name} ({spec.protocol}): predicted {prediction.deliveries:,} deliveries, "
                          f"{prediction.bytes:,} bytes")
     runner = choose_runner(args.backend, progress)
+    if args.repeat > 1:
+        if args.live is not None:
+            raise P2PError("--live watches one run; it cannot be combined with --repeat")
+        from testbed.repeat import cmd_run_repeat
+
+        return cmd_run_repeat(args, spec, runner, progress)
     if args.live is None:
         plan = prepare_run(spec, args.out, None if args.no_expect else prediction)
         progress.message(f"run {plan.run_id} -> {plan.run_dir}  (backend: {runner.name})")
