@@ -21,7 +21,7 @@ Welch's t-test (``scipy.stats.ttest_ind(equal_var=False)``) at ``ALPHA``.
 
 from __future__ import annotations
 
-import math
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -198,8 +198,9 @@ class Difference:
             return "DIFFER (exact)" if self.differ else "equal (exact)"
         if self.differ is None:
             return f"? ({self.note})" if self.note else "?"
-        verdict = "DIFFER" if self.differ else "no significant difference"
-        return f"{verdict} (p={self.p:.3g})" if self.p is not None else f"{verdict} ({self.note})"
+        if self.p is None:  # no spread: the values themselves differ or not
+            return f"{'DIFFER' if self.differ else 'equal'} ({self.note})"
+        return f"{'DIFFER' if self.differ else 'no significant difference'} (p={self.p:.3g})"
 
     def to_dict(self) -> dict[str, Any]:
         return {"test": self.test, "differ": self.differ, "p": self.p, "alpha": ALPHA, "note": self.note}
@@ -217,7 +218,9 @@ def welch(a: Sequence[float], b: Sequence[float], alpha: float = ALPHA) -> tuple
         # No spread on either side: the t statistic is undefined; the samples differ or not.
         same = float(xa[0]) == float(xb[0])
         return (not same), None, "no spread in either group" + ("" if same else "; the values differ")
-    p = float(stats.ttest_ind(xa, xb, equal_var=False).pvalue)
+    with warnings.catch_warnings():  # one group without spread: scipy warns of precision, the test stands
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(stats.ttest_ind(xa, xb, equal_var=False).pvalue)
     return p < alpha, p, ""
 
 
@@ -241,10 +244,6 @@ def stats_to_dict(stats: Mapping[str, QuantityStats]) -> dict[str, Any]:
 
 def stats_from_dict(data: Mapping[str, Any]) -> dict[str, QuantityStats]:
     return {k: QuantityStats.from_dict(k, v) for k, v in data.items()}
-
-
-def finite(x: float | None) -> bool:
-    return x is not None and math.isfinite(x)
 
 
 def column_keys(groups: Iterable[Mapping[str, QuantityStats]]) -> list[str]:

@@ -152,11 +152,17 @@ def _timing_note(orig: float | None, values: Sequence[float | None]) -> str:
 def format_replay(replay: Replay, orig_id: str, new_ids: Sequence[str]) -> str:
     from analysis._util import table
 
+    def show(x: Any) -> str:
+        return f"{x:.3f}" if isinstance(x, float) else str(x)
+
     body = []
     for c in replay.checks:
-        new = c.new[0] if len(c.new) == 1 else ", ".join(map(str, c.new))
+        if len(set(c.new)) == 1:
+            new = show(c.new[0]) + (f" (all {len(c.new)})" if len(c.new) > 1 else "")
+        else:
+            new = ", ".join(map(show, c.new))
         verdict = ("EQUAL" if c.equal else "DIFFERS") if c.must_equal else ("same" if c.equal else "differs")
-        body.append([c.what, "must be equal" if c.must_equal else "may differ", str(c.original), str(new),
+        body.append([c.what, "must be equal" if c.must_equal else "may differ", show(c.original), new,
                      verdict + (" !!" if c.failed else ""), c.note])
     out = [f"rerun of {orig_id}: {', '.join(new_ids)}",
            table(["quantity", "rule", "original", "rerun", "result", "note"], body, "llrrll")]

@@ -135,9 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
     ana.add_argument("--no-plots", action="store_true", help="statistics only, no pictures")
     ana.set_defaults(func=cmd_analyse)
 
-    cmp_ = sub.add_parser("compare", help="several runs side by side",
-                          description="Table and plots of deliveries, bytes, bytes per peer and time to quiescence.")
-    cmp_.add_argument("run_dirs", nargs="+", type=Path, help="run directories")
+    cmp_ = sub.add_parser("compare", help="several runs, or repeated groups, side by side",
+                          description="Table and plots of deliveries, bytes, bytes per peer and time to quiescence. "
+                                      "Given repeated groups instead (directories of `p2p run --repeat K` or "
+                                      "`p2p sweep --repeat K`): their intervals, and per quantity whether two "
+                                      "configurations differ (exact values exactly; the others by Welch's t-test, "
+                                      "alpha 0.05, p shown): each directory against the first; sweeps cell by cell; "
+                                      "one sweep: each protocol against the first, per family and n.")
+    cmp_.add_argument("run_dirs", nargs="+", type=Path, metavar="DIR",
+                      help="run directories, or repeat/sweep directories (repeats.json, sweep.json)")
     cmp_.add_argument("--out", type=Path, default=Path("runs/compare"), help="output directory (default runs/compare)")
     cmp_.add_argument("--reanalyse", action="store_true", help="analyse every run again first")
     cmp_.add_argument("--no-plots", action="store_true", help="no compare.png")
@@ -303,11 +309,22 @@ def cmd_analyse(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from analysis.compare import compare
+    from analysis.compare_groups import compare_groups, is_group_dir
 
     missing = [str(d) for d in args.run_dirs if not d.is_dir()]
     if missing:
         raise P2PError(f"no run directory: {', '.join(missing)}")
     args.out.mkdir(parents=True, exist_ok=True)
+    grouped = [is_group_dir(d) for d in args.run_dirs]
+    if any(grouped):
+        if not all(grouped):
+            plain = [str(d) for d, g in zip(args.run_dirs, grouped) if not g]
+            raise P2PError(f"cannot mix repeated groups with single runs: {', '.join(plain)} (give only repeat "
+                           "or sweep --repeat directories, or only run directories)")
+        cmp_groups = compare_groups(args.run_dirs, args.out, progress=lambda text: print(text, file=sys.stderr))
+        print(cmp_groups.text)
+        print(f"written: {', '.join(str(f) for f in cmp_groups.files)}", file=sys.stderr)
+        return 0
     result = compare(args.run_dirs, args.out, plots=not args.no_plots, reanalyse=args.reanalyse,
                      progress=lambda text: print(text, file=sys.stderr))
     print(result.text)

@@ -139,7 +139,7 @@ def write_group(path: Path, spec: RunSpec, rows: list[dict[str, Any]],
         *(f"FAILED: {f}" for f in failures),
         "every exact quantity equal in every run" if not failures else f"{len(failures)} FAILURE(S)",
     ])
-    data = {"spec": json.loads(spec.to_json()), "k": len(rows), "seeds": [r["seed"] for r in rows],
+    data = {"spec": json.loads(spec.to_json()), "label": spec.label, "k": len(rows), "seeds": [r["seed"] for r in rows],
             "runs": rows, "stats": stats_to_dict(stats), "failures": failures, **(extra or {})}
     (path / REPEATS).write_text(json.dumps(data, indent=1) + "\n")
     (path / "repeats.txt").write_text(text + "\n")
