@@ -208,6 +208,15 @@ def prepare_run(spec: RunSpec, runs_root: Path, prediction: Prediction | None, r
     return RunPlan(spec=spec, run_id=run_id, run_dir=run_dir, peers=peers, graph=graph)
 
 
+def write_exits(run_dir: Path, result: RunResult) -> None:
+    """Keep the peers' exit codes in the run directory, so `p2p analyse` judges them as `p2p run` does."""
+    import json
+
+    data = {"backend": result.backend,
+            "exit_codes": {str(p): code for p, code in sorted(result.exit_codes.items())}}
+    (run_dir / "exits.json").write_text(json.dumps(data, indent=1) + "\n")
+
+
 def update_latest(runs_root: Path, run_id: str) -> None:
     link = runs_root / "latest"
     tmp = runs_root / f".latest.{os.getpid()}"

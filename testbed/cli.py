@@ -16,7 +16,7 @@ from generator.faults import Fault
 from generator.predict import PredictionTooLarge, predict, quick_deliveries
 from generator.spec import PEER_OPTION_HELP, PROTOCOL_PARAMS, PROTOCOLS, PeerOptions, RunSpec, parse_params
 from generator.topologies import FAMILIES
-from testbed.base import Progress, Runner, RunPlan, prepare_run
+from testbed.base import Progress, Runner, RunPlan, prepare_run, write_exits
 from testbed.live import DEFAULT_PORT as LIVE_PORT
 from testbed.repeat import add_rerun_parser, positive_int
 from testbed.runners import backend_choices, backend_help, choose_runner
@@ -135,19 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     ana.add_argument("--no-plots", action="store_true", help="statistics only, no pictures")
     ana.set_defaults(func=cmd_analyse)
 
-    cmp_ = sub.add_parser("compare", help="several runs, or repeated groups, side by side",
-                          description="Table and plots of deliveries, bytes, bytes per peer and time to quiescence. "
-                                      "Given repeated groups instead (directories of `p2p run --repeat K` or "
-                                      "`p2p sweep --repeat K`): their intervals, and per quantity whether two "
-                                      "configurations differ (exact values exactly; the others by Welch's t-test, "
-                                      "alpha 0.05, p shown): each directory against the first; sweeps cell by cell; "
-                                      "one sweep: each protocol against the first, per family and n.")
-    cmp_.add_argument("run_dirs", nargs="+", type=Path, metavar="DIR",
-                      help="run directories, or repeat/sweep directories (repeats.json, sweep.json)")
-    cmp_.add_argument("--out", type=Path, default=Path("runs/compare"), help="output directory (default runs/compare)")
-    cmp_.add_argument("--reanalyse", action="store_true", help="analyse every run again first")
-    cmp_.add_argument("--no-plots", action="store_true", help="no compare.png")
-    cmp_.set_defaults(func=cmd_compare)
+    _add_compare_parser(sub)
 
     pred = sub.add_parser("predict", help="predicted deliveries and bytes of a run, without running it")
     _add_spec_args(pred)
@@ -180,6 +168,23 @@ def build_parser() -> argparse.ArgumentParser:
     add_sweep_parser(sub)
     add_rerun_parser(sub)
     return parser
+
+
+def _add_compare_parser(sub) -> None:
+    """`p2p compare DIR...`: runs side by side, or repeated groups with significance."""
+    cmp_ = sub.add_parser("compare", help="several runs, or repeated groups, side by side",
+                          description="Table and plots of deliveries, bytes, bytes per peer and time to quiescence. "
+                                      "Given repeated groups instead (directories of `p2p run --repeat K` or "
+                                      "`p2p sweep --repeat K`): their intervals, and per quantity whether two "
+                                      "configurations differ (exact values exactly; the others by Welch's t-test, "
+                                      "alpha 0.05, p shown): each directory against the first; sweeps cell by cell; "
+                                      "one sweep: each protocol against the first, per family and n.")
+    cmp_.add_argument("run_dirs", nargs="+", type=Path, metavar="DIR",
+                      help="run directories, or repeat/sweep directories (repeats.json, sweep.json)")
+    cmp_.add_argument("--out", type=Path, default=Path("runs/compare"), help="output directory (default runs/compare)")
+    cmp_.add_argument("--reanalyse", action="store_true", help="analyse every run again first")
+    cmp_.add_argument("--no-plots", action="store_true", help="no compare.png")
+    cmp_.set_defaults(func=cmd_compare)
 
 
 def _add_watch_parser(sub) -> None:
@@ -279,15 +284,6 @@ def cmd_watch(args: argparse.Namespace) -> int:
     finally:
         live.stop()
     return 0
-
-
-def write_exits(run_dir: Path, result) -> None:
-    """Keep the peers' exit codes in the run directory, so `p2p analyse` judges them as `p2p run` does."""
-    import json
-
-    data = {"backend": result.backend,
-            "exit_codes": {str(p): code for p, code in sorted(result.exit_codes.items())}}
-    (run_dir / "exits.json").write_text(json.dumps(data, indent=1) + "\n")
 
 
 def _analyse(run_dir: Path, plots: bool) -> bool:

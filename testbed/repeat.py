@@ -29,7 +29,7 @@ from analysis.repeats import failures_of, format_group, group_stats, stats_to_di
 from generator.errors import P2PError
 from generator.expect import DEFAULT_LIMIT, expect_for
 from generator.spec import RunSpec
-from testbed.base import Progress, Runner, prepare_run
+from testbed.base import Progress, Runner, prepare_run, write_exits
 
 REPEATS = "repeats.json"
 
@@ -89,8 +89,6 @@ def run_specs(specs: list[RunSpec], root: Path, runner: Runner, progress: Progre
               force: bool = False, expect: bool = True, plots: bool = False) -> GroupRun:
     """Run and analyse each spec into ``root/<run-id>/`` (exits.json, summary.json, record.json)."""
     from analysis import run_analysis
-    from testbed.cli import write_exits
-
     rows, dirs = [], []
     for i, spec in enumerate(specs, 1):
         prediction = expect_for(spec, limit, force, lambda _m: None)
