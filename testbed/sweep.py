@@ -344,7 +344,7 @@ def format_cells(cells: list[dict[str, Any]]) -> str:
             continue
         stats = stats_from_dict(c["stats"])
         body.append([_family_label(c), str(c["n"]), c["protocol"], str(c["k"]),
-                     *(stats[k].text().replace(" FAILED", "") if k in stats else "-" for k in CELL_COLUMNS),
+                     *(_cell_text(stats[k]) if k in stats else "-" for k in CELL_COLUMNS),
                      c["status"]])
     widths = [max(len(h), *(len(row[i]) for row in body)) if body else len(h) for i, h in enumerate(headers)]
     left = {0, 2, len(headers) - 1}
@@ -352,9 +352,15 @@ def format_cells(cells: list[dict[str, Any]]) -> str:
              for row in [headers, ["-" * w for w in widths], *body]]
     lines.append("'X exact': every repeat equals the exact prediction X (a repeat that differs FAILS the cell); "
                  "'m ± h': mean ± half-width of the 95% t interval over the K repeats (scipy.stats.t)")
+    if any(qs.get("per_run_exact") for c in cells for qs in (c.get("stats") or {}).values()):
+        lines.append("*: the exact prediction changes with the seed: each repeat equals its own (else the cell FAILS)")
     lines.append("ttq: time to quiescence; run s: the backend's wall time of the run; seeds and every value: sweep.json")
     lines += [f"FAILED {c['label']} {c['protocol']}: {f}" for c in cells for f in c.get("failures", [])]
     return "\n".join(lines)
+
+
+def _cell_text(qs) -> str:
+    return qs.text().replace(" FAILED", "") + ("*" if qs.per_run_exact else "")
 
 
 def draw_sweep_cells(cells: list[dict[str, Any]]):

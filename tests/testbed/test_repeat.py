@@ -84,7 +84,7 @@ def _run(tmp_path: Path, *extra: str) -> Path:
 
 
 def test_rerun_of_a_seeded_lossy_run_reproduces_its_delivery_set(tmp_path, capsys):
-    orig = _run(tmp_path / "a", "--loss", "0.2", "--seed", "7")
+    orig = _run(tmp_path / "a", "--loss", "0.2", "--seed", "7", "--idle", "0.5")
     assert json.loads((orig / "summary.json").read_text())["missing_deliveries"] > 0  # the loss did act
     code = main(["rerun", str(orig), "--backend", "local", "--no-plots", "--out", str(tmp_path / "b")])
     assert code == 0
@@ -125,3 +125,40 @@ def test_compare_two_repeat_groups(tmp_path, capsys):
     assert pair["quantities"]["time_to_quiescence"]["test"] == "welch"
     assert "Welch" in capsys.readouterr().out
     assert main(["compare", str(a), str(next(a.glob("mesh-4-2*"))), "--out", str(tmp_path / "cmp")]) == 2
+
+
+class _Image:
+    id = "sha256:abc"
+    labels = {"p2p.src-hash": "f00"}
+
+
+class _Images:
+    def get(self, name):
+        assert name == "p2p-peer:latest"
+        return _Image()
+
+
+class _Client:
+    images = _Images()
+
+    def version(self):
+        return {"Version": "20.10.24"}
+
+    def info(self):
+        return {"Driver": "overlay2"}
+
+
+class _DeadClient(_Client):
+    def version(self):
+        raise ConnectionError("engine went away")
+
+
+def test_record_of_a_docker_backend_names_engine_and_image():
+    from testbed.record import build_record
+
+    rec = build_record("compose", _Client(), "p2p-peer:latest")
+    assert (rec["docker_version"], rec["storage_driver"], rec["image_id"], rec["image_src_hash"]) == (
+        "20.10.24", "overlay2", "sha256:abc", "f00")
+    dead = build_record("compose", _DeadClient(), "p2p-peer:latest")  # a fact not read is unknown, not a failure
+    assert dead["docker_version"] is None and "engine went away" in dead["engine_error"]
+    assert "docker_version" not in build_record("local")
