@@ -22,7 +22,7 @@ RECORD = "record.json"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GC_THRESH3 = Path("/proc/sys/net/ipv4/neigh/default/gc_thresh3")
 # Facts that, when they differ between two runs, can explain different numbers (`p2p rerun` warns).
-COMPARED = ("p2p_version", "src_hash", "kernel", "docker_version", "storage_driver", "image_id", "python")
+COMPARED = ("p2p_version", "src_hash", "backend", "kernel", "docker_version", "storage_driver", "image_id", "python")
 
 
 def src_hash(root: Path = REPO_ROOT) -> str | None:
