@@ -208,6 +208,8 @@ def _netem_refusal() -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.repeat > 1 and args.live is not None:
+        raise P2PError("--live watches one run; it cannot be combined with --repeat")
     progress = Progress()
     spec = _spec_from(args)
     prediction = expect_for(spec, args.limit, args.force, progress.message)
@@ -216,8 +218,6 @@ def cmd_run(args: argparse.Namespace) -> int:
                          f"{prediction.bytes:,} bytes")
     runner = choose_runner(args.backend, progress)
     if args.repeat > 1:
-        if args.live is not None:
-            raise P2PError("--live watches one run; it cannot be combined with --repeat")
         from testbed.repeat import cmd_run_repeat
 
         return cmd_run_repeat(args, spec, runner, progress)

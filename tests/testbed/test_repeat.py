@@ -162,3 +162,11 @@ def test_record_of_a_docker_backend_names_engine_and_image():
     dead = build_record("compose", _DeadClient(), "p2p-peer:latest")  # a fact not read is unknown, not a failure
     assert dead["docker_version"] is None and "engine went away" in dead["engine_error"]
     assert "docker_version" not in build_record("local")
+
+
+def test_repeat_refusals_are_one_line_errors(tmp_path, capsys):
+    assert main(["run", "--repeat", "2", "--live", "--out", str(tmp_path)]) == 2
+    assert main(["rerun", str(tmp_path / "nothing"), "--backend", "local"]) == 2
+    err = capsys.readouterr().err
+    assert "--live watches one run" in err and "no spec.json" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # refused before anything was created
