@@ -118,6 +118,22 @@ class Runner(ABC):
         A clean-up problem never masks the error that got us here (it is said beside it);
         after a completed run it goes into the result (the CLI reports it after the analysis).
         """
+        try:
+            return self._run(plan, progress)
+        finally:
+            self.write_record(plan)
+
+    def write_record(self, plan: RunPlan) -> None:
+        """record.json: p2p version, peer source hash, backend, engine and host facts (best effort:
+        a record that cannot be written is left out, and never masks the run's own outcome)."""
+        from testbed.record import write_record
+
+        try:
+            write_record(plan.run_dir, self.name, getattr(self, "client", None), getattr(self, "image", None))
+        except OSError:
+            pass
+
+    def _run(self, plan: RunPlan, progress: Progress) -> RunResult:
         with sigterm_interrupts():  # `kill`/`timeout` clean up like Ctrl-C
             try:
                 result = self.execute(plan, progress)
@@ -191,6 +207,15 @@ def prepare_run(spec: RunSpec, runs_root: Path, prediction: Prediction | None, r
         for p in sorted(graph.nodes)
     )
     return RunPlan(spec=spec, run_id=run_id, run_dir=run_dir, peers=peers, graph=graph)
+
+
+def write_exits(run_dir: Path, result: RunResult) -> None:
+    """Keep the peers' exit codes in the run directory, so `p2p analyse` judges them as `p2p run` does."""
+    import json
+
+    data = {"backend": result.backend,
+            "exit_codes": {str(p): code for p, code in sorted(result.exit_codes.items())}}
+    (run_dir / "exits.json").write_text(json.dumps(data, indent=1) + "\n")
 
 
 def update_latest(runs_root: Path, run_id: str) -> None:

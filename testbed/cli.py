@@ -1,4 +1,4 @@
-"""The ``p2p`` command: run, analyse, predict, render, clean, compare."""
+"""The ``p2p`` command: run, analyse, predict, render, clean, compare, sweep, rerun."""
 
 from __future__ import annotations
 
@@ -25,8 +25,9 @@ from generator.spec import (
     parse_params,
 )
 from generator.topologies import FAMILIES
-from testbed.base import Progress, Runner, RunPlan, prepare_run
+from testbed.base import Progress, Runner, RunPlan, prepare_run, write_exits
 from testbed.live import DEFAULT_PORT as LIVE_PORT
+from testbed.repeat import add_rerun_parser, positive_int
 from testbed.runners import backend_choices, backend_help, choose_runner
 from testbed.sweep import add_sweep_parser
 
@@ -133,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--live", nargs="?", type=int, const=LIVE_PORT, default=None, metavar="PORT",
                      help=f"serve a live page of the run (and /metrics) on 127.0.0.1:PORT (default {LIVE_PORT}; "
                           "0: any free port); it stays up with the final state until Ctrl-C")
+    run.add_argument("--repeat", type=positive_int, default=1, metavar="K",
+                     help="run K times into runs/<name>-repeat-<stamp>/ (seeds vary unless --seed is given); "
+                          "exact quantities must be equal in every run, the others get mean, sd and a 95%% "
+                          "t interval (repeats.json, repeats.txt)")
     run.set_defaults(func=cmd_run)
 
     ana = sub.add_parser("analyse", aliases=["analyze"], help="statistics and plots of a run directory",
@@ -142,13 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     ana.add_argument("--no-plots", action="store_true", help="statistics only, no pictures")
     ana.set_defaults(func=cmd_analyse)
 
-    cmp_ = sub.add_parser("compare", help="several runs side by side",
-                          description="Table and plots of deliveries, bytes, bytes per peer and time to quiescence.")
-    cmp_.add_argument("run_dirs", nargs="+", type=Path, help="run directories")
-    cmp_.add_argument("--out", type=Path, default=Path("runs/compare"), help="output directory (default runs/compare)")
-    cmp_.add_argument("--reanalyse", action="store_true", help="analyse every run again first")
-    cmp_.add_argument("--no-plots", action="store_true", help="no compare.png")
-    cmp_.set_defaults(func=cmd_compare)
+    _add_compare_parser(sub)
 
     pred = sub.add_parser("predict", help="predicted deliveries and bytes of a run, without running it")
     _add_spec_args(pred)
@@ -175,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_watch_parser(sub)
     _add_topologies_parser(sub)
     add_sweep_parser(sub)
+    add_rerun_parser(sub)
     return parser
 
 
@@ -195,6 +195,23 @@ def _add_topologies_parser(sub) -> None:
     top.add_argument("--zoo", action="store_true", help="list the Internet Topology Zoo networks (zoo:NAME)")
     top.add_argument("--sndlib", action="store_true", help="list the SNDlib networks (sndlib:NAME)")
     top.set_defaults(func=cmd_topologies)
+
+
+def _add_compare_parser(sub) -> None:
+    """`p2p compare DIR...`: runs side by side, or repeated groups with significance."""
+    cmp_ = sub.add_parser("compare", help="several runs, or repeated groups, side by side",
+                          description="Table and plots of deliveries, bytes, bytes per peer and time to quiescence. "
+                                      "Given repeated groups instead (directories of `p2p run --repeat K` or "
+                                      "`p2p sweep --repeat K`): their intervals, and per quantity whether two "
+                                      "configurations differ (exact values exactly; the others by Welch's t-test, "
+                                      "alpha 0.05, p shown): each directory against the first; sweeps cell by cell; "
+                                      "one sweep: each protocol against the first, per family and n.")
+    cmp_.add_argument("run_dirs", nargs="+", type=Path, metavar="DIR",
+                      help="run directories, or repeat/sweep directories (repeats.json, sweep.json)")
+    cmp_.add_argument("--out", type=Path, default=Path("runs/compare"), help="output directory (default runs/compare)")
+    cmp_.add_argument("--reanalyse", action="store_true", help="analyse every run again first")
+    cmp_.add_argument("--no-plots", action="store_true", help="no compare.png")
+    cmp_.set_defaults(func=cmd_compare)
 
 
 def _add_watch_parser(sub) -> None:
@@ -218,6 +235,8 @@ def _netem_refusal() -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.repeat > 1 and args.live is not None:
+        raise P2PError("--live watches one run; it cannot be combined with --repeat")
     progress = Progress()
     spec = _spec_from(args)
     prediction = expect_for(spec, args.limit, args.force, progress.message)
@@ -225,6 +244,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress.message(f"{spec.name} ({spec.protocol}): predicted {prediction.deliveries:,} deliveries, "
                          f"{prediction.bytes:,} bytes")
     runner = choose_runner(args.backend, progress)
+    if args.repeat > 1:
+        from testbed.repeat import cmd_run_repeat
+
+        return cmd_run_repeat(args, spec, runner, progress)
     if args.live is None:
         plan = prepare_run(spec, args.out, None if args.no_expect else prediction)
         progress.message(f"run {plan.run_id} -> {plan.run_dir}  (backend: {runner.name})")
@@ -290,15 +313,6 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_exits(run_dir: Path, result) -> None:
-    """Keep the peers' exit codes in the run directory, so `p2p analyse` judges them as `p2p run` does."""
-    import json
-
-    data = {"backend": result.backend,
-            "exit_codes": {str(p): code for p, code in sorted(result.exit_codes.items())}}
-    (run_dir / "exits.json").write_text(json.dumps(data, indent=1) + "\n")
-
-
 def _analyse(run_dir: Path, plots: bool) -> bool:
     from analysis import run_analysis
     from analysis.text import format_summary
@@ -318,11 +332,22 @@ def cmd_analyse(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from analysis.compare import compare
+    from analysis.compare_groups import compare_groups, is_group_dir
 
     missing = [str(d) for d in args.run_dirs if not d.is_dir()]
     if missing:
         raise P2PError(f"no run directory: {', '.join(missing)}")
     args.out.mkdir(parents=True, exist_ok=True)
+    grouped = [is_group_dir(d) for d in args.run_dirs]
+    if any(grouped):
+        if not all(grouped):
+            plain = [str(d) for d, g in zip(args.run_dirs, grouped) if not g]
+            raise P2PError(f"cannot mix repeated groups with single runs: {', '.join(plain)} (give only repeat "
+                           "or sweep --repeat directories, or only run directories)")
+        cmp_groups = compare_groups(args.run_dirs, args.out, progress=lambda text: print(text, file=sys.stderr))
+        print(cmp_groups.text)
+        print(f"written: {', '.join(str(f) for f in cmp_groups.files)}", file=sys.stderr)
+        return 0
     result = compare(args.run_dirs, args.out, plots=not args.no_plots, reanalyse=args.reanalyse,
                      progress=lambda text: print(text, file=sys.stderr))
     print(result.text)

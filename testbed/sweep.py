@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.logs import EventLog, read_all, receiver_in_hops_allowed, receiver_in_hops_ok
+from analysis.repeats import failures_of, group_stats, stats_to_dict
 from generator.errors import P2PError
 from generator.expect import DEFAULT_LIMIT, expect_for
 from generator.spec import (
@@ -44,6 +45,7 @@ from generator.spec import (
 )
 from generator.topologies import FAMILIES, split_topology
 from testbed.base import Progress, prepare_run
+from testbed.repeat import positive_int
 from testbed.runners import backend_choices, choose_runner
 
 
@@ -176,8 +178,11 @@ def run_sweep(
     progress: Progress,
     sweep_dir: Path | None = None,
     plot: bool = True,
+    repeat: int = 1,
 ) -> tuple[Path, list[dict[str, Any]]]:
-    """Run every cell; write sweep.json, sweep.txt and (``plot``) sweep.png; return (directory, rows)."""
+    """Run every cell (``repeat`` times each); write sweep.json, sweep.txt and (``plot``) sweep.png;
+    return (directory, rows: one per run). With ``repeat`` > 1, sweep.json has ``cells`` (per-cell
+    statistics), sweep.txt their table and sweep-runs.txt the per-run table."""
     params = params or {}
     check_params(cells, params)
     if sweep_dir is None:
@@ -188,40 +193,22 @@ def run_sweep(
     except OSError as e:
         raise P2PError(f"cannot create/write {sweep_dir}: {e.strerror or e}") from e
     rows: list[dict[str, Any]] = []
+    cells_out: list[dict[str, Any]] = []
     started = time.monotonic()
     for i, cell in enumerate(cells, 1):
-        row: dict[str, Any] = {"topology": cell.topology, "n": cell.n, "protocol": cell.protocol}
-        try:
-            spec = RunSpec.parse(cell.topology, cell.n, protocol=cell.protocol, seed=seed,
-                                 options=options or PeerOptions(), params=_cell_params(cell, params))
-            spec.graph()  # a cell the options do not fit (--latency-from distance on mesh) is skipped, not fatal
-        except P2PError as e:
-            rows.append({**row, "status": "skipped", "reason": str(e)})
-            progress.message(f"[{i}/{len(cells)}] {cell.topology} n={cell.n} {cell.protocol}: skipped: {e}")
-            continue
-        row.update(family=spec.topology, n=spec.n, label=spec.label, seed=spec.seed,
-                   params=spec.to_dict()["params"])
-        expected = _expectation(spec, limit)
-        row.update(expected)
-        try:
-            prediction = expect_for(spec, limit, False, progress.message)
-        except P2PError as e:
-            rows.append({**row, "status": "skipped", "reason": str(e)})
-            progress.message(f"[{i}/{len(cells)}] {spec.label} {spec.protocol}: skipped: {e}")
-            continue
-        plan = prepare_run(spec, sweep_dir, prediction)
-        row["run_id"] = plan.run_id
-        progress.message(f"[{i}/{len(cells)}] {spec.label} {spec.protocol}: run {plan.run_id}")
-        try:
-            result = runner.run(plan, progress)
-        except P2PError as e:
-            rows.append({**row, "status": "error", "reason": str(e)})
-            continue
-        row["duration"] = round(result.duration, 3)
-        row["failed_peers"] = result.failed_peers
-        row.update(count_run(plan.run_dir, spec.n))
-        row["status"] = _status(row)
-        rows.append(row)
+        cell_rows = []
+        for r in range(1, repeat + 1):
+            where = f"[{i}/{len(cells)}" + (f" #{r}/{repeat}]" if repeat > 1 else "]")
+            row = _run_cell(cell, where, sweep_dir, runner, params=params, seed=seed, options=options, limit=limit,
+                            progress=progress)
+            if repeat > 1:
+                row["repeat"] = r
+            cell_rows.append(row)
+            if row.get("status") == "skipped":
+                break  # the predictor refuses it: every repeat would be refused alike
+        rows.extend(cell_rows)
+        if repeat > 1:
+            cells_out.append(cell_summary(cell, cell_rows))
     summary = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "duration": round(time.monotonic() - started, 3),
@@ -236,13 +223,49 @@ def run_sweep(
         },
         "rows": rows,
     }
+    if repeat > 1:
+        summary["grid"]["repeat"] = repeat
+        summary["cells"] = cells_out
+        _atomic(sweep_dir / "sweep-runs.txt", format_table(rows) + "\n")
     _atomic(sweep_dir / "sweep.json", json.dumps(summary, indent=1) + "\n")
-    _atomic(sweep_dir / "sweep.txt", format_table(rows) + "\n")
+    _atomic(sweep_dir / "sweep.txt", (format_cells(cells_out) if repeat > 1 else format_table(rows)) + "\n")
     if plot:
-        fig = draw_sweep(rows)
+        fig = draw_sweep(rows) if repeat == 1 else draw_sweep_cells(cells_out)
         if fig is not None:
             fig.savefig(sweep_dir / "sweep.png", dpi=110)
     return sweep_dir, rows
+
+
+def _run_cell(cell: Cell, where: str, sweep_dir: Path, runner, *, params: dict[str, str], seed: int | None,
+              options: PeerOptions | None, limit: int, progress: Progress) -> dict[str, Any]:
+    """Run one cell once: its row (status skipped/error when it could not run)."""
+    row: dict[str, Any] = {"topology": cell.topology, "n": cell.n, "protocol": cell.protocol}
+    try:
+        spec = RunSpec.parse(cell.topology, cell.n, protocol=cell.protocol, seed=seed,
+                             options=options or PeerOptions(), params=_cell_params(cell, params))
+        spec.graph()  # a cell the options do not fit (--latency-from distance on mesh) is skipped, not fatal
+    except P2PError as e:
+        progress.message(f"{where} {cell.topology} n={cell.n} {cell.protocol}: skipped: {e}")
+        return {**row, "status": "skipped", "reason": str(e)}
+    row.update(family=spec.topology, n=spec.n, label=spec.label, seed=spec.seed, params=spec.to_dict()["params"])
+    row.update(_expectation(spec, limit))
+    try:
+        prediction = expect_for(spec, limit, False, progress.message)
+    except P2PError as e:
+        progress.message(f"{where} {spec.label} {spec.protocol}: skipped: {e}")
+        return {**row, "status": "skipped", "reason": str(e)}
+    plan = prepare_run(spec, sweep_dir, prediction)
+    row["run_id"] = plan.run_id
+    progress.message(f"{where} {spec.label} {spec.protocol}: run {plan.run_id}")
+    try:
+        result = runner.run(plan, progress)
+    except P2PError as e:
+        return {**row, "status": "error", "reason": str(e)}
+    row["duration"] = round(result.duration, 3)
+    row["failed_peers"] = result.failed_peers
+    row.update(count_run(plan.run_dir, spec.n))
+    row["status"] = _status(row)
+    return row
 
 
 def _expectation(spec: RunSpec, limit: int) -> dict[str, Any]:
@@ -276,6 +299,131 @@ def _status(row: dict[str, Any]) -> str:
         return f"in range {lo_hi[0]:,}..{lo_hi[1]:,}" if lo_hi[0] <= row["deliveries"] <= lo_hi[1] \
             else f"OUT OF RANGE {lo_hi[0]:,}..{lo_hi[1]:,}"
     return "ran"
+
+
+# ---- repeats -------------------------------------------------------------------
+
+BAD_STATUS = ("MISMATCH", "OUT OF RANGE", "peers failed", "log problems", "error")
+
+
+def _exact_of(row: dict[str, Any]) -> dict[str, Any]:
+    """The exact predictions of one run of a cell (redundancy follows deliveries)."""
+    exact = {k: row[f"expected_{k}"] for k in ("deliveries", "bytes") if row.get(f"expected_{k}") is not None}
+    pairs = row["n"] * (row["n"] - 1)
+    if "deliveries" in exact and pairs:
+        exact["redundancy"] = exact["deliveries"] / pairs
+    return exact
+
+
+def cell_summary(cell: Cell, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One cell's K runs: seeds, run ids, per-quantity statistics (analysis/repeats.py), failures."""
+    ran = [r for r in rows if r.get("status") not in ("skipped", "error")]
+    first = ran[0] if ran else rows[-1]
+    out: dict[str, Any] = {"topology": cell.topology, "n": first.get("n", cell.n), "protocol": cell.protocol,
+                           "label": first.get("label", cell.topology), "k": len(ran),
+                           "seeds": [r.get("seed") for r in rows], "run_ids": [r.get("run_id") for r in rows]}
+    if not ran:
+        return {**out, "status": rows[-1]["status"], "reason": rows[-1].get("reason", ""), "failures": []}
+    stats = group_stats([{**r, "exact": _exact_of(r)} for r in ran],
+                        [f"repeat {r.get('repeat', 1)} ({r.get('run_id')})" for r in ran])
+    failures = failures_of(stats) + [f"repeat {r.get('repeat', 1)} ({r.get('run_id')}): {r['status']}"
+                                     for r in rows if str(r.get("status", "")).startswith(BAD_STATUS)]
+    statuses = list(dict.fromkeys(r["status"] for r in ran))
+    out.update(stats=stats_to_dict(stats), failures=failures,
+               status=f"FAILED ({len(failures)})" if failures else "/".join(statuses))
+    return out
+
+
+def _family_label(r: dict[str, Any]) -> str:
+    return r.get("label", r["topology"]).split(" ", 1)[0].rsplit("-", 1)[0] + _param_suffix(r)
+
+
+CELL_COLUMNS = ("deliveries", "bytes", "coverage", "redundancy", "time_to_quiescence", "duration")
+
+
+def format_cells(cells: list[dict[str, Any]]) -> str:
+    """Per cell of a repeated sweep: each quantity exact or mean ± 95 % t half-width, and the check."""
+    from analysis.repeats import BY_KEY, stats_from_dict
+
+    headers = ["family", "n", "protocol", "K", *(BY_KEY[k].label for k in CELL_COLUMNS), "check"]
+    body = []
+    for c in cells:
+        if "stats" not in c:
+            body.append([c["label"], _s(c["n"]), c["protocol"], "0", *("-" for _ in CELL_COLUMNS),
+                         f"{c['status']}: {c.get('reason', '')}"[:90]])
+            continue
+        stats = stats_from_dict(c["stats"])
+        body.append([_family_label(c), str(c["n"]), c["protocol"], str(c["k"]),
+                     *(_cell_text(stats[k]) if k in stats else "-" for k in CELL_COLUMNS),
+                     c["status"]])
+    widths = [max(len(h), *(len(row[i]) for row in body)) if body else len(h) for i, h in enumerate(headers)]
+    left = {0, 2, len(headers) - 1}
+    lines = ["  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+             for row in [headers, ["-" * w for w in widths], *body]]
+    lines.append("'X exact': every repeat equals the exact prediction X (a repeat that differs FAILS the cell); "
+                 "'m ± h': mean ± half-width of the 95% t interval over the K repeats (scipy.stats.t)")
+    if any(qs.get("per_run_exact") for c in cells for qs in (c.get("stats") or {}).values()):
+        lines.append("*: the exact prediction changes with the seed: each repeat equals its own (else the cell FAILS)")
+    lines.append("ttq: time to quiescence; run s: the backend's wall time of the run; seeds and every value: sweep.json")
+    lines += [f"FAILED {c['label']} {c['protocol']}: {f}" for c in cells for f in c.get("failures", [])]
+    return "\n".join(lines)
+
+
+def _cell_text(qs) -> str:
+    return qs.text().replace(" FAILED", "") + ("*" if qs.per_run_exact else "")
+
+
+def draw_sweep_cells(cells: list[dict[str, Any]]):
+    """Deliveries, bytes and time to quiescence against N, mean with its 95 % CI as error bars."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from analysis.repeats import stats_from_dict
+
+    done = [c for c in cells if "stats" in c]
+    if not done:
+        return None
+    series: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for c in done:
+        series.setdefault((_family_label(c), c["protocol"]), []).append(c)
+    families = list(dict.fromkeys(k[0] for k in series))
+    protocols = list(dict.fromkeys(k[1] for k in series))
+    fig = Figure(figsize=(15, 5.2))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 3)
+    panels = [("deliveries", "deliveries", True), ("bytes", "bytes on the wire", True),
+              ("time_to_quiescence", "time to quiescence, s", False)]
+    for ax, (key, title, log) in zip(axes, panels):
+        for (fam, proto), pts in series.items():
+            xs, ys, lo, hi = [], [], [], []
+            for c in sorted(pts, key=lambda c: c["n"]):
+                qs = stats_from_dict(c["stats"]).get(key)
+                if qs is None or qs.kind == "none":
+                    continue
+                y = qs.exact if qs.kind == "exact" else qs.interval.mean
+                ci = (y, y) if qs.kind == "exact" or qs.interval.lo is None else (qs.interval.lo, qs.interval.hi)
+                xs.append(c["n"])
+                ys.append(y)
+                lo.append(max(0.0, y - ci[0]))
+                hi.append(max(0.0, ci[1] - y))
+            if not xs:
+                continue
+            ls, marker = _STYLES[protocols.index(proto) % len(_STYLES)]
+            ax.errorbar(xs, ys, yerr=[lo, hi], ls=ls, marker=marker, capsize=3,
+                        color=_COLOURS[families.index(fam) % len(_COLOURS)], label=f"{fam} / {proto}")
+        if log:
+            ax.set_yscale("log")
+        ax.set_xlabel("N (peers)")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.set_xticks(sorted({c["n"] for c in done}))
+    axes[0].legend(fontsize=8)
+    ks = sorted({c["k"] for c in done})
+    failed = sum(1 for c in done if c.get("failures"))
+    fig.suptitle(f"mean over K={'/'.join(map(str, ks))} repeats, error bars: 95% t interval (none on exact values)"
+                 + (f"; {failed} FAILED cell(s)" if failed else ""), fontsize=11)
+    fig.tight_layout()
+    return fig
 
 
 # ---- output --------------------------------------------------------------------
@@ -320,6 +468,11 @@ def _s(x: Any) -> str:
     return "-" if x is None else str(x)
 
 
+_COLOURS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive",
+            "tab:cyan", "tab:gray"]
+_STYLES = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D")]
+
+
 def draw_sweep(rows: list[dict[str, Any]]):
     """Deliveries, bytes and bytes per reached pair against N, one line per (topology, protocol)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -334,9 +487,7 @@ def draw_sweep(rows: list[dict[str, Any]]):
         series.setdefault(key, []).append(r)
     families = list(dict.fromkeys(k[0] for k in series))
     protocols = list(dict.fromkeys(k[1] for k in series))
-    colours = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive",
-               "tab:cyan", "tab:gray"]
-    styles = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D")]
+    colours, styles = _COLOURS, _STYLES
     fig = Figure(figsize=(15, 5.2))
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 3)
@@ -400,6 +551,10 @@ def add_sweep_parser(sub) -> None:
     sw.add_argument("--peer-option", action="append", metavar="KEY=VALUE", help=PEER_OPTION_HELP)
     sw.add_argument("--latency-from", choices=LATENCY_SOURCES, default=None, help=LATENCY_FROM_HELP)
     sw.add_argument("--no-plot", action="store_true", help="no sweep.png")
+    sw.add_argument("--repeat", type=positive_int, default=1, metavar="K",
+                    help="run every cell K times (seeds vary unless --seed is given): exact quantities must be "
+                         "equal in every repeat, the others get mean, sd and a 95%% t interval (sweep.json "
+                         "cells; sweep.png error bars)")
     sw.set_defaults(func=cmd_sweep)
 
 
@@ -412,7 +567,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                                                     if v is not None})
     runner = choose_runner(args.backend, progress)
     sweep_dir, rows = run_sweep(cells, args.out, runner, params=parse_params(args.param), seed=args.seed, options=opts,
-                                limit=args.limit, progress=progress, plot=not args.no_plot)
+                                limit=args.limit, progress=progress, plot=not args.no_plot, repeat=args.repeat)
+    if args.repeat > 1:
+        cells_out = json.loads((sweep_dir / "sweep.json").read_text())["cells"]
+        print(format_cells(cells_out))
+        print(f"\n{sweep_dir}/sweep.txt, sweep-runs.txt, sweep.json" + ("" if args.no_plot else ", sweep.png"))
+        return 1 if any(c.get("failures") for c in cells_out) else 0
     print(format_table(rows))
     print(f"\n{sweep_dir}/sweep.txt, sweep.json" + ("" if args.no_plot else ", sweep.png"))
     bad = [r for r in rows if r.get("status", "").startswith(("MISMATCH", "OUT OF RANGE", "peers failed",
