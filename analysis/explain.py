@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from analysis.timeline import RunTimeline, read_fault_records
 from generator.errors import SpecError
 from generator.faults import Fault
 from generator.spec import RunSpec
@@ -54,6 +56,8 @@ class FaultContext:
     lossy_everywhere: float = 0.0  # the global --loss
     # faults of the spec that never fired (their trigger was not reached)
     not_fired: tuple[str, ...] = ()
+    # the links' down and lossy intervals as the peers saw them (runs with edge faults)
+    timeline: RunTimeline | None = field(default=None, compare=False, repr=False)
 
     # Lookups made once from ``applied``: the first fault that acted on each peer, the first
     # partition of each edge (u < v). A run's missing deliveries ask them once per path.
@@ -67,7 +71,7 @@ class FaultContext:
             if a.fault.action in PEER_FAULTS:
                 for p in a.fault.peers:
                     by_peer.setdefault(p, (i, str(a.fault)))
-            elif a.fault.action == "partition":
+            elif a.fault.action in ("partition", "flap") or a.fault.adds_loss:
                 for u, v in a.fault.edges:
                     by_edge.setdefault((min(u, v), max(u, v)), str(a.fault))
         object.__setattr__(self, "_by_peer", by_peer)
@@ -105,15 +109,38 @@ class FaultContext:
         """What explains frames lost between u and v: a fault on either peer or on the edge."""
         return self.peer_fault(u, v) or self.edge_fault(u, v)
 
-    def path(self, path: list[int] | tuple[int, ...]) -> str | None:
-        """What explains a delivery along ``path`` (author ... receiver) that never came."""
+    def path(self, path: list[int] | tuple[int, ...],
+             observed: Mapping[tuple[int, tuple[int, ...]], int] | None = None) -> str | None:
+        """What explains a delivery along ``path`` (author ... receiver) that never came.
+
+        With ``observed`` ((receiver, hops) -> its line number in the receiver's log) and a
+        timeline, an edge explains it only if its first missing hop crossed that edge while
+        it was down or lossy (analysis/timeline.py)."""
         found = self.peer_fault(*path)
         if found:
             return found
+        if self.timeline is not None and observed is not None:
+            return self._first_missing_hop(tuple(path), observed)
         for u, v in zip(path, path[1:]):
             found = self.edge_fault(u, v)
             if found:
                 return found
+        return None
+
+    def _first_missing_hop(self, path: tuple[int, ...],
+                           observed: Mapping[tuple[int, tuple[int, ...]], int]) -> str | None:
+        assert self.timeline is not None
+        for i in range(1, len(path)):
+            if (path[i], path[:i]) in observed:
+                continue
+            u, v = path[i - 1], path[i]
+            line = observed.get((u, path[: i - 1])) if i >= 2 else None
+            if i >= 2 and line is None:
+                return None  # u never logged it either: an unexpected gap, not a lost hop
+            e = (u, v) if u < v else (v, u)
+            loss = self.lossy.get(e, self.lossy_everywhere)
+            static = f"loss={loss:g} on link {e[0]}-{e[1]}" if loss else None
+            return self.timeline.explain_hop(u, v, path[:i], line) or static
         return None
 
     def to_dict(self) -> dict[str, Any]:
@@ -175,5 +202,12 @@ def fault_context(run_dir: Path, spec: RunSpec | None) -> tuple[FaultContext, li
             not_fired.append(str(f))
     opts = spec.options
     # A shaped edge carries its own loss (the global one unless it overrides it), others the global one.
-    lossy = {e: s.loss for e, s in opts.edge_shapes().items()}
-    return FaultContext(tuple(applied), lossy, opts.loss, tuple(not_fired)), problems
+    shapes = opts.edge_shapes()
+    lossy = {e: s.loss for e, s in shapes.items()}
+    timeline = None
+    if any(f.action in ("partition", "flap", "shape") for f in spec.faults):
+        def base_delay(u: int, v: int) -> float:
+            s = shapes.get((min(u, v), max(u, v)))
+            return s.latency + s.jitter if s else opts.latency + opts.jitter
+        timeline = RunTimeline(Path(run_dir) / "logs", read_fault_records(run_dir), spec.seed, base_delay)
+    return FaultContext(tuple(applied), lossy, opts.loss, tuple(not_fired), timeline), problems
