@@ -1,0 +1,68 @@
+"""Links that change during a run (flap, shape faults) on the local backend, analysed: every
+missing delivery is explained by the interval it was lost in, and by nothing else."""
+
+from __future__ import annotations
+
+import json
+
+from analysis.missing import read_listing
+from analysis.stats import analyse
+from tests.testbed.test_faults_local import received, run_with_faults
+
+FLAP = "flap:0-1@deliveries=50,period=0.5,count=3"
+
+
+def missing_entries(run_dir) -> list[dict]:
+    return [m for m in read_listing(run_dir) if m["kind"] == "missing"]
+
+
+def crosses(path: list[int], u: int, v: int) -> bool:
+    return any({a, b} == {u, v} for a, b in zip(path, path[1:]))
+
+
+def test_flap_losses_are_each_explained_by_a_down_interval(tmp_path):
+    # 0.3 s per hop stretches the mesh-6 flood over ~1.5 s: the flap starts mid-flood (50
+    # deliveries) and its three downs land while frames still cross 0-1.
+    plan, prediction, _ = run_with_faults(tmp_path, "mesh", 6, [FLAP], latency=0.3, idle=2.0)
+    recs = [r for r in map(json.loads, (plan.run_dir / "faults.jsonl").read_text().splitlines()) if "fault" in r]
+    assert [(r["phase"], r["cycle"]) for r in recs] == [(p, c) for c in (1, 2, 3) for p in ("down", "up")]
+    assert all(b["elapsed"] > a["elapsed"] for a, b in zip(recs, recs[1:]))
+    s = analyse(plan.run_dir).summary
+    missing = missing_entries(plan.run_dir)
+    assert s["prediction"] == "upper_bound" and s["explained"], s["unexplained"]
+    assert 0 < len(missing) == s["missing_deliveries"] == prediction.deliveries - s["deliveries"]
+    assert {m["explained_by"].rsplit(" (", 1)[0] for m in missing} == {FLAP}
+    assert all(m["explained_by"].endswith(("(down 1)", "(down 2)", "(down 3)")) for m in missing)
+    assert all(crosses(m["path"], 0, 1) for m in missing)
+    # Without the peers' record of when they blocked the link, nothing explains them: NOT OK.
+    for p in (0, 1):
+        events = plan.log_dir / f"{p}.events.jsonl"
+        kept = [x for x in events.read_text().splitlines() if '"ev":"partition"' not in x and '"ev":"heal"' not in x]
+        events.write_text("\n".join(kept) + "\n")
+    s = analyse(plan.run_dir).summary
+    assert s["verdict"] == "NOT OK"
+    assert all(m["explained_by"] is None for m in missing_entries(plan.run_dir))
+
+
+def test_lossy_shape_losses_are_each_explained_by_the_shape(tmp_path):
+    fault = "shape:0-1,2-3:loss=0.5@deliveries=50"
+    plan, prediction, _ = run_with_faults(tmp_path, "mesh", 6, [fault], latency=0.2, idle=2.0)
+    s = analyse(plan.run_dir).summary
+    missing = missing_entries(plan.run_dir)
+    assert s["explained"], s["unexplained"]
+    assert 0 < len(missing) == prediction.deliveries - s["deliveries"]
+    assert {m["explained_by"] for m in missing} == {f"{fault} (loss=0.5)"}
+    assert all(crosses(m["path"], 0, 1) or crosses(m["path"], 2, 3) for m in missing)
+    shapes = [json.loads(x) for x in (plan.log_dir / "0.events.jsonl").read_text().splitlines() if '"shape"' in x]
+    assert [(e["nbr"], e["loss"], e["latency"]) for e in shapes] == [(1, 0.5, 0.2)]
+
+
+def test_latency_only_shape_stays_exact(tmp_path):
+    plan, prediction, _ = run_with_faults(tmp_path, "mesh", 6, ["shape:0-1:latency=0.4@deliveries=50"],
+                                          latency=0.2, idle=2.0)
+    assert plan.spec.exactly_predictable
+    assert "shape:0-1" in (plan.run_dir / "faults.jsonl").read_text()
+    logs = received(plan.log_dir, 6)
+    assert sum(map(len, logs.values())) == prediction.deliveries == 1950
+    assert sum(len(line) + 4 for lines in logs.values() for line in lines) == prediction.bytes
+    assert analyse(plan.run_dir).summary["verdict"] == "OK"
