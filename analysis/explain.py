@@ -39,12 +39,16 @@ class AppliedFault:
     fault: Fault
     elapsed: float | None = None
     deliveries: int | None = None
+    step: tuple[str, int] | None = None  # a flap's ("down" or "up", cycle)
 
     def __str__(self) -> str:
         return str(self.fault)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"fault": str(self.fault), "elapsed": self.elapsed, "deliveries": self.deliveries}
+        out = {"fault": str(self.fault), "elapsed": self.elapsed, "deliveries": self.deliveries}
+        if self.step is not None:
+            out["phase"], out["cycle"] = self.step
+        return out
 
 
 @dataclass(frozen=True)
@@ -177,10 +181,12 @@ def read_fault_log(run_dir: Path) -> tuple[list[AppliedFault], list[str]]:
             problems.append(f"{FAULT_LOG}:{i}: unreadable record ({str(e)[:80]}), skipped")
             continue
         elapsed, deliveries = rec.get("elapsed"), rec.get("deliveries")
+        phase, cycle = rec.get("phase"), rec.get("cycle")
         out.append(AppliedFault(
             fault,
             float(elapsed) if isinstance(elapsed, (int, float)) else None,
             deliveries if isinstance(deliveries, int) and not isinstance(deliveries, bool) else None,
+            (phase, cycle) if phase in ("down", "up") and isinstance(cycle, int) else None,
         ))
     return out, problems
 
@@ -193,7 +199,7 @@ def fault_context(run_dir: Path, spec: RunSpec | None) -> tuple[FaultContext, li
     at_start = [AppliedFault(f, 0.0, 0) for f in spec.faults if f.at_start]
     seen_start = {str(a.fault) for a in logged if a.fault.at_start}
     applied = [a for a in at_start if str(a.fault) not in seen_start] + logged
-    fired = Counter(str(a.fault) for a in applied)
+    fired = Counter(str(a.fault) for a in applied if a.step is None or a.step == ("down", 1))
     not_fired = []
     for f in spec.faults:
         if fired[str(f)]:
