@@ -25,6 +25,7 @@ from analysis.timeline import RunTimeline, read_fault_records
 from generator.errors import SpecError
 from generator.faults import Fault
 from generator.spec import RunSpec
+from peer.emulation import LinkShape
 
 FAULT_LOG = "faults.jsonl"
 PEER_FAULTS = ("kill", "restart", "pause", "resume")
@@ -212,8 +213,10 @@ def fault_context(run_dir: Path, spec: RunSpec | None) -> tuple[FaultContext, li
     lossy = {e: s.loss for e, s in shapes.items()}
     timeline = None
     if any(f.action in ("partition", "flap", "shape") for f in spec.faults):
-        def base_delay(u: int, v: int) -> float:
-            s = shapes.get((min(u, v), max(u, v)))
-            return s.latency + s.jitter if s else opts.latency + opts.jitter
+        def base_delay(u: int, v: int) -> tuple[float, float, float]:
+            s = shapes.get((min(u, v), max(u, v))) or LinkShape(opts.latency, opts.jitter, opts.loss, opts.bandwidth)
+            if not s.active:
+                return 0.0, 0.0, 0.0  # the peer sends at once, no emulation
+            return max(0.0, s.latency - s.jitter), s.latency + s.jitter, s.bandwidth
         timeline = RunTimeline(Path(run_dir) / "logs", read_fault_records(run_dir), spec.seed, base_delay)
     return FaultContext(tuple(applied), lossy, opts.loss, tuple(not_fired), timeline), problems

@@ -18,6 +18,9 @@ so u's k-th line was sent after the last record with recv < k and no later than 
 with recv >= k (the author: at its ``authored`` event). u releases it at most the link's
 latency + jitter later (unbounded with a bandwidth limit); v receives it some time after.
 A restarted peer's records count from 0 again: its send times are taken as unknown.
+u releases a frame at least the link's latency − jitter after sending it (FIFO and a
+bandwidth limit only delay it more), so a block of u explains it only if it overlaps
+[sent + least delay, sent + most delay], and a block of v only if it ends after the former.
 
 Each interval is named after the fault that caused it: the last record of faults.jsonl on
 that edge that fired before the peer applied it.
@@ -47,6 +50,7 @@ class PeerTimeline:
     """What one peer's events.jsonl says about when it sent and what its links were."""
 
     starts: int = 0
+    last: float = -INF  # time of its last record: it read (and dropped) nothing later
     samples: list[tuple[float, int]] = field(default_factory=list)  # (t, recv) of progress/summary
     authored: list[float] = field(default_factory=list)
     blocked: dict[int, list[list[float]]] = field(default_factory=dict)  # nbr -> [[from, to], ...]
@@ -62,7 +66,9 @@ class PeerTimeline:
         for raw in lines:
             try:
                 rec = json.loads(raw)
-                out._add(rec, float(rec["t"]), rec.get("ev"))
+                t = float(rec["t"])
+                out.last = t  # records are appended as things happen: the last line is the latest
+                out._add(rec, t, rec.get("ev"))
             except (ValueError, KeyError, TypeError):
                 continue  # torn or foreign lines are reported by the log reader
         return out
@@ -101,7 +107,8 @@ class RunTimeline:
     """Explains lost hops by the links' down and lossy intervals (see the module docstring)."""
 
     def __init__(self, log_dir: Path, records: list[dict[str, Any]], seed: int | None,
-                 base_delay: Callable[[int, int], float]) -> None:
+                 base_delay: Callable[[int, int], tuple[float, float, float]]) -> None:
+        """``base_delay(u, v)``: the spec's (least delay, most delay, bandwidth) of link u-v."""
         self.log_dir = log_dir
         self.seed = seed
         self.base_delay = base_delay
@@ -128,22 +135,27 @@ class RunTimeline:
             return f"{best['fault']} (down {best.get('cycle')})"
         return str(best["fault"])
 
-    def _max_delay(self, u: int, v: int) -> float:
+    def _delays(self, u: int, v: int) -> tuple[float, float]:
+        """The least and the most time u's frames to v spent in its emulation (FIFO and a
+        bandwidth limit only add to the least; a bandwidth limit leaves the most unbounded)."""
+        base_least, base_most, base_bw = self.base_delay(u, v)
         shapes = [s for _, s in self.peer(u).shapes.get(v, [])]
-        if any(s["bandwidth"] for s in shapes):
-            return INF
-        return max([self.base_delay(u, v)] + [s["latency"] + s["jitter"] for s in shapes])
+        least = min([base_least] + [max(0.0, s["latency"] - s["jitter"]) for s in shapes])
+        if base_bw or any(s["bandwidth"] for s in shapes):
+            return least, INF
+        return least, max([base_most] + [s["latency"] + s["jitter"] for s in shapes])
 
     def explain_hop(self, u: int, v: int, hops: tuple[int, ...], line: int | None) -> str | None:
         """Why the frame with ``hops`` (ending in u) sent by u to v never reached v's log, if a
         down or lossy interval of u-v explains it; ``line``: u's log line it forwarded (None: authored)."""
         lo, hi = self.peer(u).sent_window(line)
-        hi_release = hi + self._max_delay(u, v)
+        least, most = self._delays(u, v)
         for t0, t1 in self.peer(u).blocked.get(v, []):
-            if t0 <= hi_release and t1 >= lo:
+            if t0 <= hi + most and t1 >= lo + least:
                 return self._cause(u, v, t0, DOWN_ACTIONS)
         for t0, t1 in self.peer(v).blocked.get(u, []):
-            if t1 >= lo:  # the frame reaches v after it left u, by how much is not bounded
+            # the frame reached v after it left u (by how much is not bounded), while v ran
+            if t1 >= lo + least and t0 <= self.peer(v).last:
                 return self._cause(u, v, t0, DOWN_ACTIONS)
         return self._lossy(u, v, hops, lo, hi)
 
