@@ -55,6 +55,7 @@ class PeerTimeline:
     authored: list[float] = field(default_factory=list)
     blocked: dict[int, list[list[float]]] = field(default_factory=dict)  # nbr -> [[from, to], ...]
     shapes: dict[int, list[tuple[float, dict[str, float]]]] = field(default_factory=dict)  # nbr -> (from, shape)
+    _recvs: list[int] = field(default_factory=list, repr=False)  # the samples' recv, for bisect
 
     @classmethod
     def read(cls, path: Path) -> PeerTimeline:
@@ -96,8 +97,9 @@ class PeerTimeline:
             return (min(self.authored) - EPS, max(self.authored) + EPS) if self.authored else (-INF, INF)
         if self.starts != 1:
             return -INF, INF
-        recvs = [r for _, r in self.samples]
-        i = bisect_left(recvs, line)  # first sample with recv >= line (recv only grows in one incarnation)
+        if len(self._recvs) != len(self.samples):
+            self._recvs = [r for _, r in self.samples]
+        i = bisect_left(self._recvs, line)  # first sample with recv >= line (recv only grows in one incarnation)
         lo = self.samples[i - 1][0] - EPS if i > 0 else -INF
         hi = self.samples[i][0] + EPS if i < len(self.samples) else INF
         return lo, hi
@@ -115,6 +117,8 @@ class RunTimeline:
         # (t, fault spelling, label, edges) of every edge fault that fired, in firing order
         self.records = [r for r in records if r.get("action") in DOWN_ACTIONS + ("shape",)]
         self._peers: dict[int, PeerTimeline] = {}
+        self._causes: dict[tuple[int, int, float, tuple[str, ...]], str] = {}
+        self._delay_cache: dict[tuple[int, int], tuple[float, float]] = {}
 
     def peer(self, p: int) -> PeerTimeline:
         if p not in self._peers:
@@ -123,6 +127,12 @@ class RunTimeline:
 
     def _cause(self, u: int, v: int, t: float, actions: tuple[str, ...]) -> str:
         """The last fault on edge u-v of ``actions`` that fired before ``t`` (a flap step named by its cycle)."""
+        key = (min(u, v), max(u, v), t, actions)
+        if key not in self._causes:
+            self._causes[key] = self._find_cause(u, v, t, actions)
+        return self._causes[key]
+
+    def _find_cause(self, u: int, v: int, t: float, actions: tuple[str, ...]) -> str:
         edge = sorted((u, v))
         best = None
         for r in self.records:
@@ -149,7 +159,9 @@ class RunTimeline:
         """Why the frame with ``hops`` (ending in u) sent by u to v never reached v's log, if a
         down or lossy interval of u-v explains it; ``line``: u's log line it forwarded (None: authored)."""
         lo, hi = self.peer(u).sent_window(line)
-        least, most = self._delays(u, v)
+        if (u, v) not in self._delay_cache:
+            self._delay_cache[u, v] = self._delays(u, v)
+        least, most = self._delay_cache[u, v]
         for t0, t1 in self.peer(u).blocked.get(v, []):
             if t0 <= hi + most and t1 >= lo + least:
                 return self._cause(u, v, t0, DOWN_ACTIONS)

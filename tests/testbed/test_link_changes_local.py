@@ -32,7 +32,7 @@ def test_flap_losses_are_each_explained_by_a_down_interval(tmp_path):
     plan, prediction, _ = run_with_faults(tmp_path, "mesh", 6, [FLAP], latency=0.3, idle=2.0)
     recs = [r for r in map(json.loads, (plan.run_dir / "faults.jsonl").read_text().splitlines()) if "fault" in r]
     assert [(r["phase"], r["cycle"]) for r in recs] == [(p, c) for c in (1, 2, 3) for p in ("down", "up")]
-    assert all(b["elapsed"] > a["elapsed"] for a, b in zip(recs, recs[1:]))
+    assert all(b["elapsed"] >= a["elapsed"] for a, b in zip(recs, recs[1:]))  # two may share a late look
     s = analyse(plan.run_dir).summary
     missing = missing_entries(plan.run_dir)
     assert s["prediction"] == "upper_bound" and s["explained"], s["unexplained"]
