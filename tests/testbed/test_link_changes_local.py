@@ -69,6 +69,16 @@ def test_lossy_shape_losses_are_each_explained_by_the_shape(tmp_path):
     assert all(crosses(m["path"], 0, 1) or crosses(m["path"], 2, 3) for m in missing)
     shapes = [json.loads(x) for x in (plan.log_dir / "0.events.jsonl").read_text().splitlines() if '"shape"' in x]
     assert [(e["nbr"], e["loss"], e["latency"]) for e in shapes] == [(1, 0.5, 0.2)]
+    # Had the peers applied a loss of 0.05, the hash would drop only some of these frames:
+    # the others are unexplained.
+    for p in range(6):
+        events = plan.log_dir / f"{p}.events.jsonl"
+        recs = [json.loads(x) for x in events.read_text().splitlines()]
+        events.write_text("".join(json.dumps({**r, "loss": 0.05} if r["ev"] == "shape" else r) + "\n" for r in recs))
+    s = analyse(plan.run_dir).summary
+    missing = missing_entries(plan.run_dir)
+    assert s["verdict"] == "NOT OK"
+    assert sum(m["explained_by"] is None for m in missing) > 0
 
 
 def test_latency_only_shape_stays_exact(tmp_path):
