@@ -139,9 +139,8 @@ class FaultContext:
             if (path[i], path[:i]) in observed:
                 continue
             u, v = path[i - 1], path[i]
-            line = observed.get((u, path[: i - 1])) if i >= 2 else None
-            if i >= 2 and line is None:
-                return None  # u never logged it either: an unexpected gap, not a lost hop
+            # u logged it (the previous hop was observed), or u is the author
+            line = observed[u, path[: i - 1]] if i >= 2 else None
             e = (u, v) if u < v else (v, u)
             loss = self.lossy.get(e, self.lossy_everywhere)
             static = f"loss={loss:g} on link {e[0]}-{e[1]}" if loss else None

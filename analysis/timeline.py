@@ -15,12 +15,14 @@ everything after v is a consequence. The frame from u to v was dropped
 When u sent the frame comes from u's own logs: u writes a line, counts it and forwards it
 in one step, and writes a ``progress`` record (cumulative ``recv``) at most every 100 ms,
 so u's k-th line was sent after the last record with recv < k and no later than the first
-with recv >= k (the author: at its ``authored`` event). u releases it at most the link's
-latency + jitter later (unbounded with a bandwidth limit); v receives it some time after.
-A restarted peer's records count from 0 again: its send times are taken as unknown.
-u releases a frame at least the link's latency − jitter after sending it (FIFO and a
-bandwidth limit only delay it more), so a block of u explains it only if it overlaps
-[sent + least delay, sent + most delay], and a block of v only if it ends after the former.
+with recv >= k (the author: at its ``authored`` event). A restarted peer's records count
+from 0 again: its send times are taken as unknown. u releases a frame at least the
+link's latency − jitter and at most its latency + jitter after sending it (FIFO and a
+bandwidth limit only delay it more; with a bandwidth limit there is no upper bound; an
+unshaped link sends at once), so a block of u explains it only if it overlaps
+[sent + least delay, sent + most delay]. v receives it some time after it was released,
+so a block of v explains it if it ends after the earliest release and began before v's
+last record (v reads, and drops, nothing after that).
 
 Each interval is named after the fault that caused it: the last record of faults.jsonl on
 that edge that fired before the peer applied it.
