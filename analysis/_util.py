@@ -102,3 +102,8 @@ def table(headers: list[str], rows: list[list[Any]], align: str | None = None) -
         if k == 0:
             out.append("  ".join("-" * w for w in widths).rstrip())
     return "\n".join(out)
+
+
+def step_text(applied: dict) -> str:
+    """`` (down 2)`` for a flap's step in summary.json's ``faults_applied``, else ``""``."""
+    return f" ({applied['phase']} {applied['cycle']})" if applied.get("phase") else ""

@@ -60,16 +60,17 @@ def expected_deliveries(graph: nx.Graph, cap: int = MAX_PATHS) -> set[Delivery] 
     return out
 
 
-def observed_deliveries(log_dir: Path, ids: list[int], n: int) -> tuple[set[Delivery], Counter]:
-    """Logged (receiver, hops), and how many times each line was logged more than once."""
-    seen: set[Delivery] = set()
+def observed_deliveries(log_dir: Path, ids: list[int], n: int) -> tuple[dict[Delivery, int], Counter]:
+    """Logged (receiver, hops) -> the number of its first line in the receiver's log (1-based),
+    and how many times each line was logged more than once."""
+    seen: dict[Delivery, int] = {}
     repeats: Counter = Counter()
     for p in ids:
         path = messages_file(log_dir, p)
         if not path.exists():
             continue
         with open(path, "rb") as f:
-            for line in f:
+            for number, line in enumerate(f, start=1):
                 if not line.endswith(b"\n"):
                     continue  # a torn last line is reported elsewhere
                 try:
@@ -80,7 +81,7 @@ def observed_deliveries(log_dir: Path, ids: list[int], n: int) -> tuple[set[Deli
                 if key in seen:
                     repeats[key] += 1
                 else:
-                    seen.add(key)
+                    seen[key] = number
     return seen, repeats
 
 
@@ -106,11 +107,11 @@ def missing_report(graph: nx.Graph, log_dir: Path, n: int, ctx: FaultContext | N
         return None
     observed, repeats = observed_deliveries(log_dir, sorted(graph.nodes), n)
     restarts = ctx.restarts
-    missing, unexpected = sorted(expected - observed), sorted(observed - expected)
+    missing, unexpected = sorted(expected - observed.keys()), sorted(observed.keys() - expected)
 
     def entries():
         for key in missing:
-            yield _entry("missing", key, ctx.path([*key[1], key[0]]))
+            yield _entry("missing", key, ctx.path([*key[1], key[0]], observed))
         for key in unexpected:
             yield _entry("unexpected", key, None)
         for key, times in sorted(repeats.items()):

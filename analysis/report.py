@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 from markupsafe import Markup
 
-from analysis._util import atomic_write, fmt_bytes, fmt_int, fmt_seconds
+from analysis._util import atomic_write, fmt_bytes, fmt_int, fmt_seconds, step_text
 from analysis.model import verdict_of
 
 if TYPE_CHECKING:
@@ -325,7 +325,7 @@ def _fired(s: dict[str, Any]) -> list[str]:
     for a in s.get("faults_applied") or []:
         when = [f"at {a['elapsed']:.3f} s" if a.get("elapsed") is not None else "",
                 f"after {a['deliveries']:,} deliveries" if a.get("deliveries") is not None else ""]
-        out.append(f"{a['fault']} fired {', '.join(w for w in when if w)}".rstrip())
+        out.append(f"{a['fault']}{step_text(a)} fired {', '.join(w for w in when if w)}".rstrip())
     out += [f"{f} never fired (its moment never came)" for f in s.get("faults_not_fired") or []]
     return out
 

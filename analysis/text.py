@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from analysis._util import fmt_bytes, fmt_int, fmt_seconds, table
+from analysis._util import fmt_bytes, fmt_int, fmt_seconds, step_text, table
 from analysis.model import Analysis, verdict_of
 
 
@@ -120,7 +120,7 @@ def _fired_lines(s: dict[str, Any]) -> list[str]:
     for a in s.get("faults_applied") or []:
         when = [f"t={a['elapsed']:.3f} s" if a.get("elapsed") is not None else "",
                 f"at {a['deliveries']:,} deliveries" if a.get("deliveries") is not None else ""]
-        out.append(f"  fired             {a['fault']}  {', '.join(w for w in when if w)}")
+        out.append(f"  fired             {a['fault']}{step_text(a)}  {', '.join(w for w in when if w)}")
     for f in s.get("faults_not_fired") or []:
         out.append(f"  never fired       {f}")
     return out

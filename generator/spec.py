@@ -372,12 +372,14 @@ class RunSpec:
 
     @property
     def exactly_predictable(self) -> bool:
-        """False when faults or emulated loss make deliveries fall short of the prediction."""
+        """False when faults or emulated loss make deliveries fall short of the prediction
+        (a shape fault adding only delay keeps a run exact: see generator.faults)."""
         return exactly_predictable(self.faults) and not self.options.lossy
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["params"] = {k: list(v) if isinstance(v, tuple) else v for k, v in self.params}
+        data["faults"] = [f.to_dict() for f in self.faults]  # link-change keys only where set
         # Absent when empty: spec.json of runs without --peer-option stay as they were.
         del data["options"]["peer"]
         if self.options.peer:

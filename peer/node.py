@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from peer.config import PeerConfig
-from peer.emulation import Shaper, is_lost
+from peer.emulation import LinkShape, Shaper, is_lost
 from peer.logfiles import events_file, messages_file, traffic_file, traffic_tmp_file
 from peer.protocols import PROTOCOLS
 from peer.upload import upload_logs
@@ -113,6 +113,7 @@ class Peer:
             if (shape := cfg.link_shapes.get(nb, cfg.shape)).active
         }
         self._lossy = any(s.shape.loss for s in self._shapers.values())
+        self._shape_changes: dict[int, dict[str, float]] = {}  # nbr -> keys a shape fault set (control.json)
         self._in_flight = 0  # delayed writes not yet released
         self._last_delivery: float | None = None
         cfg.log_dir.mkdir(parents=True, exist_ok=True)
@@ -535,10 +536,12 @@ class Peer:
             mtime = path.stat().st_mtime_ns
             if mtime == self._control_mtime:
                 return
-            blocked = {frozenset(map(int, e)) for e in json.loads(path.read_text()).get("blocked", [])}
+            control = json.loads(path.read_text())
+            blocked = {frozenset(map(int, e)) for e in control.get("blocked", [])}
+            shapes = self._control_shapes(control.get("shapes", {}))
         except FileNotFoundError:
             return
-        except (OSError, ValueError, TypeError) as e:
+        except (OSError, ValueError, TypeError, AttributeError) as e:
             self.error(None, "bad_control", f"{path}: {e}")
             return
         self._control_mtime = mtime
@@ -547,6 +550,32 @@ class Peer:
             if now_blocked != link.blocked:
                 link.blocked = now_blocked
                 self.event("partition" if now_blocked else "heal", nbr=link.nbr)
+        for nb, (keys, shape) in shapes.items():
+            self._change_shape(nb, keys, shape)
+
+    def _control_shapes(self, shapes: dict[str, dict[str, float]]) -> dict[int, tuple[dict[str, float], LinkShape]]:
+        """control.json's ``shapes`` for my links: nbr -> (the keys set, the link's new shape: its
+        configured shape with those keys on top). Raises ValueError/TypeError on a bad entry."""
+        out = {}
+        for nb in self.links:
+            keys = shapes.get(f"{min(self.me, nb)}-{max(self.me, nb)}")
+            if keys is not None:
+                base = self.cfg.link_shapes.get(nb, self.cfg.shape)
+                out[nb] = (dict(keys), LinkShape(**{**vars(base), **keys}))
+        return out
+
+    def _change_shape(self, nb: int, keys: dict[str, float], shape: LinkShape) -> None:
+        """From now on, frames to ``nb`` go through ``shape`` (its delay queue and jitter stream carry on)."""
+        if self._shape_changes.get(nb) == keys:
+            return
+        self._shape_changes[nb] = keys
+        shaper = self._shapers.get(nb)
+        if shaper is None:
+            self._shapers[nb] = Shaper(shape, self.cfg.seed, self.me, nb)
+        else:
+            shaper.shape = shape
+        self._lossy = any(s.shape.loss for s in self._shapers.values())
+        self.event("shape", nbr=nb, **vars(shape))
 
     async def run(self) -> int:
         """Run to completion; return the process exit code."""

@@ -100,6 +100,13 @@ def check_out_dir(path: Path) -> None:
         raise P2PError(f"cannot create/write {path}: {problem}")
 
 
+FAULT_HELP = ("fault timeline entry, repeatable (WHEN: seconds from start, or deliveries=N): kill:3@0, "
+              "kill:3@deliveries=20000, pause:2@0.5, resume:2@1.5, restart:3@2, partition:0-1,2-3@0.2, heal:0-1@1, "
+              "shape:0-1:latency=0.2,loss=0.1@5 (these link shape keys from then on, both ways), "
+              "flap:0-1@2,period=1,count=5[,down=0.5] (down for `down` s, default period/2, then up; "
+              "count times, every period s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="p2p", description="P2P topology testbed: run gossip floods, analyse them.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -129,8 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--netem", action="store_true",
                      help="shape links with the kernel's netem instead (refused where the kernel lacks sch_netem)")
     run.add_argument("--fault", action="append", metavar="ACTION:TARGETS@WHEN",
-                     help="fault timeline entry, repeatable: kill:3@0, kill:3@deliveries=20000, pause:2@0.5, "
-                          "resume:2@1.5, restart:3@2, partition:0-1,2-3@0.2, heal:0-1@1 (seconds from start)")
+                     help=FAULT_HELP)
     run.add_argument("--live", nargs="?", type=int, const=LIVE_PORT, default=None, metavar="PORT",
                      help=f"serve a live page of the run (and /metrics) on 127.0.0.1:PORT (default {LIVE_PORT}; "
                           "0: any free port); it stays up with the final state until Ctrl-C")

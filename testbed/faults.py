@@ -15,6 +15,13 @@ one JSON object per line::
 delivery count as the scheduler knew it) are taken when the fault fired, just before it
 was applied; the record is written once it was applied. ``trigger`` is only in records
 of delivery-triggered faults. A fault that never fired has no record.
+
+A flap is expanded here into its downs and ups: one record per step, with ``phase``
+("down"/"up") and ``cycle`` (1..count). Its first down fires at its trigger; step k is
+due at the first down's *scheduled* elapsed time (its ``at``, or the elapsed time when
+its delivery trigger fired) plus its offset, so a late poll does not shift the rest.
+Shape faults go to control.json too: ``"shapes": {"u-v": {key: value}}``, the keys set
+so far per edge (later shape faults on an edge override earlier keys).
 """
 
 from __future__ import annotations
@@ -47,7 +54,7 @@ class FaultDriver(Protocol):
 class FaultScheduler:
     """Fires each fault once, when its time or delivery count is reached.
 
-    Partitions are written to ``logs/control.json``, which every peer re-reads; the
+    Partitions, flaps and shapes are written to ``logs/control.json``, which every peer re-reads; the
     rest goes to the backend's driver. Nothing fires by time or deliveries before
     :meth:`start_clock`. ``clock`` is the monotonic clock (replaceable in tests).
     """
@@ -60,6 +67,9 @@ class FaultScheduler:
         self.clock = clock
         self.zero: float | None = None
         self.blocked: set[tuple[int, int]] = set()
+        self.shapes: dict[tuple[int, int], dict[str, float]] = {}
+        # A fired flap's remaining steps: (due elapsed, fault, phase, cycle), in order.
+        self.steps: list[tuple[float, Fault, str, int]] = []
         # Kills at start wait for due_at_start of each of their peers, never for the clock.
         self._at_start: list[tuple[Fault, set[int]]] = [(f, set(f.peers)) for f in faults if f.at_start]
         self.pending = [f for f in faults if not f.at_start]
@@ -70,7 +80,7 @@ class FaultScheduler:
 
     @property
     def done(self) -> bool:
-        return not self.pending and not self._at_start
+        return not self.pending and not self._at_start and not self.steps
 
     @property
     def started(self) -> bool:
@@ -96,7 +106,7 @@ class FaultScheduler:
         or the clock has not started."""
         if self.zero is None:
             return None
-        times = [f.at for f in self.pending if f.at is not None]
+        times = [f.at for f in self.pending if f.at is not None] + [step[0] for step in self.steps]
         return max(0.0, min(times) - self.elapsed()) if times else None
 
     def due_at_start(self, peer: int, running: bool = True) -> None:
@@ -127,25 +137,47 @@ class FaultScheduler:
             if due:
                 self.pending.remove(fault)
                 self._fire(fault, delivered=delivered)
+        while self.steps and self.elapsed() >= self.steps[0][0]:
+            _, fault, phase, cycle = self.steps.pop(0)
+            self._fire(fault, delivered=delivered, step=(phase, cycle))
 
-    def _fire(self, fault: Fault, delivered: int, elapsed: float | None = None, apply: bool = True) -> None:
+    def _expand_flap(self, fault: Fault, elapsed: float) -> tuple[str, int]:
+        """Queue a flap's steps after its first down (returned), due from its scheduled start."""
+        begin = fault.at if fault.at is not None else elapsed
+        steps = fault.flap_steps()
+        self.steps = sorted(self.steps + [(begin + off, fault, phase, cycle) for off, phase, cycle in steps[1:]],
+                            key=lambda s: s[0])
+        return steps[0][1], steps[0][2]
+
+    def _fire(self, fault: Fault, delivered: int, elapsed: float | None = None, apply: bool = True,
+              step: tuple[str, int] | None = None) -> None:
         t = time.time()
         if elapsed is None:
             elapsed = self.elapsed()
+        if fault.action == "flap" and step is None:
+            step = self._expand_flap(fault, elapsed)
         if apply:
-            self._apply(fault)
+            self._apply(fault, step[0] if step else None)
         rec = {"t": round(t, 6), "fault": str(fault), "action": fault.action, "peers": list(fault.peers),
                "edges": [list(e) for e in fault.edges], "elapsed": round(elapsed, 3), "deliveries": delivered}
+        if step is not None:
+            rec["phase"], rec["cycle"] = step
         if fault.after_deliveries is not None:
             rec["trigger"] = fault.after_deliveries
-        self.say(f"fault: {fault} (at {elapsed:.3f} s, {delivered:,} deliveries)")
+        what = f"{fault} {step[0]} {step[1]}/{fault.count}" if step else str(fault)
+        self.say(f"fault: {what} (at {elapsed:.3f} s, {delivered:,} deliveries)")
         self._write(rec)
 
-    def _apply(self, fault: Fault) -> None:
-        if fault.action in ("partition", "heal"):
-            edges = {tuple(sorted(e)) for e in fault.edges}
-            self.blocked = self.blocked | edges if fault.action == "partition" else self.blocked - edges
-            write_control(self.run_dir / "logs", self.blocked)
+    def _apply(self, fault: Fault, phase: str | None = None) -> None:
+        edges = {tuple(sorted(e)) for e in fault.edges}
+        if fault.action in ("partition", "heal", "flap"):
+            down = fault.action == "partition" or phase == "down"
+            self.blocked = self.blocked | edges if down else self.blocked - edges
+            write_control(self.run_dir / "logs", self.blocked, self.shapes)
+        elif fault.action == "shape":
+            for e in edges:
+                self.shapes[e] = {**self.shapes.get(e, {}), **dict(fault.shape)}
+            write_control(self.run_dir / "logs", self.blocked, self.shapes)
         else:
             action = getattr(self.driver, fault.action)
             for peer in fault.peers:
@@ -156,7 +188,12 @@ class FaultScheduler:
             f.write(json.dumps(rec) + "\n")
 
 
-def write_control(log_dir: Path, blocked: set[tuple[int, int]]) -> None:
+def write_control(log_dir: Path, blocked: set[tuple[int, int]],
+                  shapes: dict[tuple[int, int], dict[str, float]] | None = None) -> None:
+    """Atomically replace control.json; ``shapes`` only when some shape fault fired."""
     tmp = log_dir / f".{CONTROL_FILE}.tmp"
-    tmp.write_text(json.dumps({"blocked": sorted(blocked)}))
+    data: dict = {"blocked": sorted(blocked)}
+    if shapes:
+        data["shapes"] = {f"{u}-{v}": dict(sorted(keys.items())) for (u, v), keys in sorted(shapes.items())}
+    tmp.write_text(json.dumps(data))
     os.replace(tmp, log_dir / CONTROL_FILE)

@@ -15,13 +15,24 @@ import pytest
 from analysis.explain import FaultContext
 from analysis.missing import read_listing
 from analysis.stats import analyse, format_summary, judge
+from tests.analysis.conftest import T0
 
 
 def fired(run: Path, *faults: str, deliveries: int = 0) -> None:
     with open(run / "faults.jsonl", "a") as f:
         f.write(json.dumps({"t": 1.0, "clock": "start"}) + "\n")
         for text in faults:
-            f.write(json.dumps({"t": 2.0, "fault": text, "elapsed": 0.5, "deliveries": deliveries}) + "\n")
+            action = text.split(":", 1)[0]
+            edges = [sorted(map(int, e.split("-"))) for e in text.split(":")[1].split("@")[0].split(",")] \
+                if action == "partition" else []
+            f.write(json.dumps({"t": 2.0, "fault": text, "action": action, "edges": edges, "elapsed": 0.5,
+                                "deliveries": deliveries}) + "\n")
+            # A real peer logs when it blocked the link (the analysis reads when a hop was cut
+            # from there): here, from the hand-built flood's start on.
+            for u, v in edges:
+                for a, b in ((u, v), (v, u)):
+                    with open(run / "logs" / f"{a}.events.jsonl", "a") as ev:
+                        ev.write(json.dumps({"t": T0, "peer": a, "ev": "partition", "nbr": b}) + "\n")
 
 
 def drop_at_receiver(run: Path, receiver: int, keep) -> int:

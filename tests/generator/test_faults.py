@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from generator.errors import SpecError
@@ -42,3 +44,47 @@ def test_partition_from_start_predicts_the_cut_graph_until_healed():
     assert not exactly_predictable(healed)
     assert surviving_graph(cycle_graph(6), healed).number_of_edges() == 6
     assert not exactly_predictable((Fault.parse("kill:1@deliveries=10"),))
+
+
+@pytest.mark.parametrize("text", ["shape:0-1:latency=0.2,loss=0.1@5", "shape:1-0,2-3:loss=0.5@deliveries=100",
+                                  "flap:0-1@2,period=1,count=5", "flap:0-1,1-2@deliveries=50,period=1,count=2,down=0.2"])
+def test_link_change_spelling_round_trips_through_spec_json(text):
+    fault = Fault.parse(text)
+    assert Fault.parse(str(fault)) == fault
+    spec = RunSpec.parse("mesh", 5, faults=(fault,))
+    assert RunSpec.from_dict(json.loads(spec.to_json())) == spec
+
+
+def test_spec_json_of_old_faults_gains_no_link_change_keys():
+    data = json.loads(RunSpec.parse("mesh", 5, faults=(Fault.parse("kill:4@0"),)).to_json())
+    assert set(data["faults"][0]) == {"action", "peers", "edges", "at", "after_deliveries"}
+
+
+@pytest.mark.parametrize("text", ["flap:0-1@2", "flap:0-1@2,period=1", "flap:0-1@2,period=0,count=2",
+                                  "flap:0-1@2,period=1,count=0", "flap:0-1@2,period=1,count=2.5",
+                                  "flap:0-1@2,period=1,count=2,down=1", "flap:0-1@2,period=1,count=2,down=0",
+                                  "flap:0-1@2,period=1,count=2,speed=3", "flap:3@2,period=1,count=2",
+                                  "shape:0-1@1", "shape:0-1:loss=2@1", "shape:0-1:foo=1@1", "shape:0-1:latency=-1@1",
+                                  "shape:0-1:loss=0.1,loss=0.2@1", "kill:1@2,period=1", "partition:0-1@1,period=1,count=2",
+                                  "shape:0-1:loss=0.1@1,period=1"])
+def test_bad_link_changes_are_clear_errors(text):
+    with pytest.raises(SpecError):
+        Fault.parse(text)
+
+
+def test_flap_steps_every_period_down_for_half_of_it_by_default():
+    assert Fault.parse("flap:0-1@2,period=1,count=2").flap_steps() == [
+        (0, "down", 1), (0.5, "up", 1), (1, "down", 2), (1.5, "up", 2)]
+    assert Fault.parse("flap:0-1@2,period=1,count=1,down=0.2").flap_steps() == [(0, "down", 1), (0.2, "up", 1)]
+
+
+def test_only_delay_shapes_keep_the_prediction_exact():
+    assert exactly_predictable((Fault.parse("shape:0-1:latency=0.3,jitter=0.1,bandwidth=1000@1"),))
+    assert exactly_predictable((Fault.parse("shape:0-1:loss=0@1"),))
+    assert not exactly_predictable((Fault.parse("shape:0-1:latency=0.3,loss=0.01@1"),))
+    assert not exactly_predictable((Fault.parse("flap:0-1@1,period=1,count=1"),))
+    spec = RunSpec.parse("mesh", 5, faults=(Fault.parse("shape:0-1:latency=0.3@1"),))
+    assert spec.exactly_predictable
+    # a flap heals a partition from the start: the cut graph is no longer the prediction
+    cut = (Fault.parse("partition:0-1@0"), Fault.parse("flap:0-1@1,period=1,count=1"))
+    assert surviving_graph(cycle_graph(6), cut).number_of_edges() == 6

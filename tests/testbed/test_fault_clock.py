@@ -278,3 +278,56 @@ def test_compose_wait_starts_the_clock_at_the_barrier_and_counts_the_logs_betwee
     assert recs[2]["fault"] == "kill:1@deliveries=500" and recs[2]["deliveries"] == 600 and recs[2]["trigger"] == 500
     assert 0.25 <= recs[2]["elapsed"] < 0.6
     assert len(recs) == 3
+
+
+def test_a_flap_is_expanded_into_each_down_and_up_on_its_schedule(tmp_path):
+    clock = FakeClock(100.0)
+    s, driver = scheduler(tmp_path, "flap:0-1,2-3@1,period=1,count=2,down=0.25", clock=clock)
+    s.start_clock()
+    control = tmp_path / "logs" / "control.json"
+    seen = []
+    # polled late (every 0.4 s): each step fires at the first poll at or after its due time
+    for now in (100.4, 100.8, 101.2, 101.6, 102.0, 102.4, 102.8):
+        clock.now = now
+        assert (s.next_due() is None) == s.done
+        s.poll(delivered=int(now))
+        seen.append(json.loads(control.read_text())["blocked"] if control.exists() else None)
+    assert s.done and s.next_due() is None and driver.calls == []
+    steps = [(r["phase"], r["cycle"], r["elapsed"]) for r in fired(tmp_path)]
+    # due at 1, 1.25, 2, 2.25 (from the scheduled start, not from the late poll)
+    assert steps == [("down", 1, 1.2), ("up", 1, 1.6), ("down", 2, 2.0), ("up", 2, 2.4)]
+    assert all(r["fault"] == "flap:0-1,2-3@1,period=1,count=2,down=0.25" and r["edges"] == [[0, 1], [2, 3]]
+               for r in fired(tmp_path))
+    assert seen == [None, None, [[0, 1], [2, 3]], [], [[0, 1], [2, 3]], [], []]
+
+
+def test_a_delivery_triggered_flap_starts_when_the_count_is_reached(tmp_path):
+    clock = FakeClock(0.0)
+    s, _ = scheduler(tmp_path, "flap:0-1@deliveries=100,period=2,count=2", clock=clock)
+    s.start_clock()
+    clock.now = 3.0
+    s.poll(delivered=99)
+    assert fired(tmp_path) == []
+    s.poll(delivered=150)
+    assert s.next_due() == 1.0  # the up, period/2 after the down
+    for now in (4.0, 5.0, 6.0):
+        clock.now = now
+        s.poll(delivered=200)
+    recs = fired(tmp_path)
+    assert [(r["phase"], r["elapsed"], r["trigger"]) for r in recs] == [
+        ("down", 3.0, 100), ("up", 4.0, 100), ("down", 5.0, 100), ("up", 6.0, 100)]
+    assert recs[0]["deliveries"] == 150 and s.done
+
+
+def test_shape_faults_accumulate_their_keys_per_edge_in_control_json(tmp_path):
+    clock = FakeClock(0.0)
+    s, _ = scheduler(tmp_path, "shape:0-1:latency=0.2,loss=0.1@0", "shape:1-0,2-3:loss=0.5@1", clock=clock)
+    control = tmp_path / "logs" / "control.json"
+    # a shape at 0 is in place before the peers start, like a partition at 0
+    assert json.loads(control.read_text()) == {"blocked": [], "shapes": {"0-1": {"latency": 0.2, "loss": 0.1}}}
+    s.start_clock()
+    clock.now = 1.0
+    s.poll(delivered=0)
+    assert json.loads(control.read_text()) == {"blocked": [], "shapes": {
+        "0-1": {"latency": 0.2, "loss": 0.5}, "2-3": {"loss": 0.5}}}
+    assert [r["action"] for r in fired(tmp_path)] == ["shape", "shape"] and s.done
