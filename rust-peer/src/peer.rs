@@ -87,6 +87,8 @@ struct Link {
     /// A connection dialed by the lower id was closed by the other side: use any other at once.
     promote_now: bool,
     single_since: Option<Instant>,
+    /// When the connection in use was chosen.
+    active_since: Instant,
     dialed_once: bool,
     pending: Vec<Out>,
     seen: HashSet<Vec<u32>>,
@@ -186,6 +188,7 @@ impl Link {
             closed: false,
             promote_now: false,
             single_since: None,
+            active_since: Instant::now(),
             dialed_once: false,
             pending: Vec::new(),
             seen: HashSet::new(),
@@ -259,6 +262,7 @@ impl Peer {
         let mut authored = false;
         if choice != link.active {
             link.active = choice;
+            link.active_since = now;
             if let Some(id) = choice {
                 for out in std::mem::take(&mut link.pending) {
                     self.write_on(link, id, out);
@@ -270,12 +274,15 @@ impl Peer {
             }
         }
         // Retire what is not in use: a kept connection makes every other redundant; a
-        // promoted one only other higher-dialed ones (a kept one may still come).
+        // promoted one only other higher-dialed ones (a kept one may still come). Not at
+        // once: a peer like the original tool may close the one we use (it keeps the first
+        // connection it registered), and then we need the other still open.
         let active_is_kept = link.active.and_then(|id| link.conns.iter().find(|c| c.id == id)).map(|c| c.dialed_by_lower);
+        let in_use_long_enough = now - link.active_since >= GRACE;
         for c in link.conns.iter_mut() {
             let retire = match active_is_kept {
                 _ if link.closed => true,
-                Some(kept) => Some(c.id) != link.active && (kept || !c.dialed_by_lower),
+                Some(kept) => in_use_long_enough && Some(c.id) != link.active && (kept || !c.dialed_by_lower),
                 None => false,
             };
             if retire && !c.write_shut {

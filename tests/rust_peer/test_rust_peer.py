@@ -203,3 +203,58 @@ def test_command_line(binary, argv, code, text):
     assert text in out
     if code:
         assert out.count("\n") == 1 and not done.stdout
+
+
+def recv_exact(s: socket.socket, k: int) -> bytes:
+    data = b""
+    while len(data) < k:
+        chunk = s.recv(k - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def wait_peek(s: socket.socket, k: int, timeout: float = 10.0) -> None:
+    """Until ``k`` bytes wait unread on ``s``."""
+    s.settimeout(timeout)
+    end = time.monotonic() + timeout
+    while len(s.recv(k, socket.MSG_PEEK)) < k:
+        assert time.monotonic() < end, "the peer wrote nothing"
+        time.sleep(0.01)
+
+
+def test_resends_what_a_neighbour_closed_unread(binary, tmp_path):
+    """Neighbour 1 behaves like the original tool: it keeps the connection it registered
+    first (its own dial) and closes the other one unread. The frame the Rust peer had
+    written there is resent on the surviving connection, and counted once."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen()
+    lsock.settimeout(10)
+    port = free_ports(1)[0]
+    proc = subprocess.Popen(
+        [str(binary), "--id", "0", "--listen", f"127.0.0.1:{port}", "--peer", f"1=127.0.0.1:{lsock.getsockname()[1]}",
+         "--logs", str(tmp_path), "--idle", "1"],
+        stderr=subprocess.PIPE, text=True,
+    )
+    own = b'{"id":0,"hops":[0]}'
+    c1, _ = lsock.accept()  # dialed by the lower id: the Rust peer writes its message here at once
+    lsock.close()  # no redial can land anywhere but on refusal
+    assert recv_exact(c1, 4) == (0).to_bytes(4, "big")
+    wait_peek(c1, 4 + len(own))
+    c2 = socket.create_connection(("127.0.0.1", port), timeout=10)
+    c2.sendall((1).to_bytes(4, "big"))
+    c1.close()  # unread: the Rust peer sees a reset
+    c2.settimeout(RUN_TIMEOUT)
+    assert recv_exact(c2, 4 + len(own)) == len(own).to_bytes(4, "big") + own
+    mine = b'{"id":1,"hops":[1]}'
+    c2.sendall(len(mine).to_bytes(4, "big") + mine)
+    rest = b"".join(iter(lambda: c2.recv(4096), b""))  # until the peer idles out and closes
+    c2.close()
+    _, err = proc.communicate(timeout=RUN_TIMEOUT)
+    assert proc.returncode == 0, err
+    assert rest == b"", "a frame arrived twice or a forward went back to its sender"
+    assert "resent 1," in err
+    assert (tmp_path / "0.txt").read_bytes() == mine + b"\n"
+    assert read_traffic(tmp_path, 0) == {1: (23, 23)}
