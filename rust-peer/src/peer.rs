@@ -145,7 +145,8 @@ pub fn run(args: Args) -> Result<(), String> {
         .append(true)
         .open(&log_path)
         .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
-    let listener = TcpListener::bind(args.listen.as_str()).map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let listener =
+        TcpListener::bind(args.listen.as_str()).map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
     signals::install();
 
     let started = Instant::now();
@@ -156,7 +157,14 @@ pub fn run(args: Args) -> Result<(), String> {
         deadline: started + args.link_deadline,
         queued: Arc::new(AtomicUsize::new(0)),
         resent: AtomicU64::new(0),
-        state: Mutex::new(State { links, next_conn: 0, log, last_frame: None, exiting: false, stats: Stats::default() }),
+        state: Mutex::new(State {
+            links,
+            next_conn: 0,
+            log,
+            last_frame: None,
+            exiting: false,
+            stats: Stats::default(),
+        }),
     });
     let p = Arc::clone(&peer);
     spawn("accept", move || p.accept_loop(listener));
@@ -169,11 +177,7 @@ pub fn run(args: Args) -> Result<(), String> {
 }
 
 fn spawn<F: FnOnce() + Send + 'static>(name: &str, f: F) {
-    thread::Builder::new()
-        .name(name.to_string())
-        .stack_size(STACK)
-        .spawn(f)
-        .expect("cannot start a thread");
+    thread::Builder::new().name(name.to_string()).stack_size(STACK).spawn(f).expect("cannot start a thread");
 }
 
 impl Link {
@@ -277,7 +281,8 @@ impl Peer {
         // promoted one only other higher-dialed ones (a kept one may still come). Not at
         // once: a peer like the original tool may close the one we use (it keeps the first
         // connection it registered), and then we need the other still open.
-        let active_is_kept = link.active.and_then(|id| link.conns.iter().find(|c| c.id == id)).map(|c| c.dialed_by_lower);
+        let active_is_kept =
+            link.active.and_then(|id| link.conns.iter().find(|c| c.id == id)).map(|c| c.dialed_by_lower);
         let in_use_long_enough = now - link.active_since >= GRACE;
         for c in link.conns.iter_mut() {
             let retire = match active_is_kept {

@@ -87,16 +87,24 @@ pub fn read_frame<R: Read>(r: &mut R) -> Result<ReadFrame, ReadError> {
     match read_full(r, &mut header).map_err(ReadError::Io)? {
         0 => return Ok(ReadFrame::Eof),
         4 => {}
-        got => return Err(ReadError::Protocol(WireError::new("truncated", format!("EOF after {got} of 4 length bytes")))),
+        got => {
+            return Err(ReadError::Protocol(WireError::new("truncated", format!("EOF after {got} of 4 length bytes"))))
+        }
     }
     let len = u32::from_be_bytes(header);
     if len > MAX_FRAME {
-        return Err(ReadError::Protocol(WireError::new("oversize", format!("frame of {len} bytes exceeds {MAX_FRAME}"))));
+        return Err(ReadError::Protocol(WireError::new(
+            "oversize",
+            format!("frame of {len} bytes exceeds {MAX_FRAME}"),
+        )));
     }
     let mut payload = vec![0u8; len as usize];
     let got = read_full(r, &mut payload).map_err(ReadError::Io)?;
     if got < payload.len() {
-        return Err(ReadError::Protocol(WireError::new("truncated", format!("EOF after {got} of {len} payload bytes"))));
+        return Err(ReadError::Protocol(WireError::new(
+            "truncated",
+            format!("EOF after {got} of {len} payload bytes"),
+        )));
     }
     Ok(ReadFrame::Frame(payload))
 }
@@ -361,7 +369,8 @@ impl Parser<'_> {
                     if !(0xDC00..0xE000).contains(&lo) {
                         return Err(self.err("bad surrogate pair"));
                     }
-                    char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)).ok_or_else(|| self.err("bad escape"))?
+                    char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))
+                        .ok_or_else(|| self.err("bad escape"))?
                 } else {
                     // A lone surrogate is valid JSON but no character: it can only be an unknown key.
                     char::from_u32(hi).unwrap_or('\u{FFFD}')
