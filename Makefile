@@ -12,7 +12,8 @@ STAMP := $(VENV)/.installed
 ENGINE_ANSWERS := timeout 30 docker info >/dev/null 2>&1
 
 .PHONY: help setup image compose-plugin run-cycle run-mesh run-starfish run_circle run_mesh run_starfish \
-        compose-cycle compose-mesh compose-starfish analyse analyze test test-unit lint bench clean
+        compose-cycle compose-mesh compose-starfish analyse analyze test test-unit lint bench clean \
+        rust-peer rust-peer-image rust-peer-test
 
 help:
 	@echo "make run-mesh [N=5] [BACKEND=auto|local|compose]   set up, build the image, run, analyse"
@@ -23,6 +24,7 @@ help:
 	@echo "make test-unit                                      tests that need no Docker"
 	@echo "make lint                                           ruff (also run by make test)"
 	@echo "make bench [BENCH_ARGS='--compose-sizes 50,200']     benchmarks (prints figures; default sizes take ~45 min)"
+	@echo "make rust-peer | rust-peer-image | rust-peer-test  the Rust peer: binary (cargo), image p2p-peer-rs:latest, cargo test"
 	@echo "make clean                                          remove every container/network/volume labelled p2p.run"
 
 $(STAMP): pyproject.toml
@@ -75,3 +77,16 @@ bench: image
 
 clean: $(STAMP)
 	$(P2P) clean
+
+# The independent Rust peer (rust-peer/README.md). Needs cargo; no crates are fetched.
+CARGO ?= cargo
+rust-peer:
+	cd rust-peer && $(CARGO) build --release --locked
+	@echo "built rust-peer/target/release/p2p-peer-rs"
+
+rust-peer-test:
+	cd rust-peer && $(CARGO) test --locked
+
+rust-peer-image:
+	@if $(ENGINE_ANSWERS); then rust-peer/build-image.sh; \
+	 else echo "no Docker engine answers: skipping the Rust peer image"; fi
