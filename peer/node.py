@@ -486,8 +486,9 @@ class Peer:
         conn.writer.close()
         if conn.got:  # we never wrote on it: the neighbour may send these again elsewhere
             link.retired.append(conn.got)
-        # Ended before a frame came: the other side may have closed it unread; send it again.
-        resend = conn.unsent if not conn.frames and conn.unsent else []
+        # Ended before a frame came: the other side may have closed it unread; send it again
+        # (not while this peer is closing its links: it is done).
+        resend = conn.unsent if not conn.frames and conn.unsent and not self.exit_reason else []
         resend_frames = sum(f for _, f in resend)
         if link.conns:
             if conn is link.active:
