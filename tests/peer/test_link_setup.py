@@ -6,6 +6,7 @@ import contextlib
 import socket
 
 import networkx as nx
+import pytest
 
 from peer.wire import HEADER, encode_frame, encode_handshake, encode_payload
 from tests.peer.support import events, listening_socket, make_peer
@@ -30,7 +31,8 @@ class OriginalTool:
     and authors once every neighbour is registered.
 
     ``hold_dials``: before sending its id on a dial, it waits (up to a second) until the
-    neighbour's own connection has reached it, and registers its dial first: the neighbour's
+    neighbour's own connection has reached it, and registers its dial first (the neighbour's
+    connection waits for that): the neighbour's
     connection, on which the neighbour may already have written, is then the newer one and is
     closed unread — the case where frames are lost unless the neighbour sends them again."""
 
@@ -137,7 +139,9 @@ async def run_against_original(tmp_path, tool_id: int, tool_first: bool, hold_di
                                dial_grace=0.2, link_deadline=20, max_runtime=30))
     runs = [asyncio.create_task(peer.run()) for peer in peers]
     if not tool_first:
-        await asyncio.sleep(0.3)  # the real peers dial the tool first, and retry: it does not listen... yet
+        # The real peers' connections reach the tool first (a lower id dials at once, a higher
+        # one after its grace); only then does the tool dial them.
+        await asyncio.wait_for(asyncio.gather(*(tool.arrived[p].wait() for p in real)), 10)
         await tool.dial_all()
     codes = await asyncio.wait_for(asyncio.gather(*runs), 20)
     tool_got = sorted(tool.got)
@@ -171,21 +175,22 @@ def test_a_tool_that_dialed_before_we_listened_still_gets_its_links(tmp_path):
         assert any(e["ev"] == "link_up" and e["nbr"] == 0 and e["role"] == "dial" for e in evs)
 
 
-def test_frames_on_a_connection_the_tool_closed_unread_are_sent_again(tmp_path):
-    # The tool (id 2, the highest) starts late; the real peers 0 and 1 dial it and retry. It
-    # dials them too, registers its own dials first and closes theirs unread: what they wrote
-    # there (their own messages at least) is sent again on the tool's connection.
+@pytest.mark.parametrize("tool_id", [2, 0], ids=["tool-highest", "tool-lowest"])
+def test_frames_on_a_connection_the_tool_closed_unread_are_sent_again(tmp_path, tool_id):
+    # The real peers' connections reach the tool before it dials them (2: the lower ids dial
+    # it at once; 0: the higher ids after their grace). It registers its own dials first and
+    # closes their connections unread: what they wrote there (their own messages at least)
+    # is sent again on the tool's connection.
     graph, real, codes, tool, tool_got = asyncio.run(
-        run_against_original(tmp_path, tool_id=2, tool_first=False, hold_dials=True))
-    check_exact(tmp_path, graph, real, codes, tool, tool_got, 2)
+        run_against_original(tmp_path, tool_id=tool_id, tool_first=False, hold_dials=True))
+    check_exact(tmp_path, graph, real, codes, tool, tool_got, tool_id)
     assert sorted(tool.refused) == real  # both newer connections were dropped unread
-    resent = sum(events(tmp_path, p)[-1]["links"]["2"].get("resent", 0) for p in real)
-    assert resent >= 2
+    key = str(tool_id)
+    assert sum(events(tmp_path, p)[-1]["links"][key].get("resent", 0) for p in real) >= 2
     for p in real:
         evs = events(tmp_path, p)
-        # Every frame the peer wrote to the tool's neighbour arrived once: logged, not repeated.
-        assert events(tmp_path, p)[-1]["links"]["2"].get("repeats", 0) == 0
-        assert any(e["ev"] in ("conn_closed", "link_down") and e["nbr"] == 2 for e in evs)
+        assert evs[-1]["links"][key].get("repeats", 0) == 0  # the tool resends nothing
+        assert any(e["ev"] in ("conn_closed", "link_down") and e["nbr"] == tool_id for e in evs)
 
 
 async def repeat_run(tmp_path):
