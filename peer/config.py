@@ -66,6 +66,10 @@ class PeerConfig:
                                 runner="the prediction (--no-expect: none)")
     idle: float = option(2.0, "seconds of silence before exiting when --expect is not given (default {default})")
     link_deadline: float = option(60.0, "seconds to wait for every link to come up (default {default})")
+    # Link set-up (docs/design.md): the lower id dials at once; the higher one dials too when no
+    # link appeared within this grace (a neighbour that dialed before we listened never retries).
+    dial_grace: float = option(
+        1.0, "seconds before dialing a lower-id neighbour whose link is not up yet (default {default})")
     # Fault injection: a JSON file {"blocked": [[u, v], ...]} the peer re-reads when it
     # changes; frames over a blocked edge are dropped (and counted) in both directions.
     control: Path | None = option(

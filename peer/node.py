@@ -57,6 +57,25 @@ EXIT_LINK_FAILED = 2
 PROGRESS_LINKS = 64  # progress records carry per-neighbour counts up to this degree
 
 
+@dataclass(eq=False)
+class Conn:
+    """One TCP connection of a link. A link has one, or two while a duplicate is resolved."""
+
+    role: str  # "dial" or "accept": who opened it, seen from this peer
+    dialer: int  # the id of the peer that dialed it
+    seq: int  # order of arrival at this peer (ties of the preference)
+    writer: asyncio.StreamWriter
+    frames: int = 0  # complete frames received on it, repeats included
+    # What we wrote on it while it was unsettled (no frame received on it yet): the other side
+    # may close it unread (a duplicate it did not keep); then these frames are sent again.
+    unsent: list[tuple[bytes, int]] | None = field(default_factory=list)
+    unsent_bytes: int = 0
+    # Payloads received on it while we had written nothing on it: the other side may send
+    # them again on another connection (see Peer._conn_closed); None once we wrote on it.
+    got: set[bytes] | None = field(default_factory=set)
+    eof_sent: bool = False  # we half-closed it: a duplicate that lost
+
+
 @dataclass
 class Link:
     """State and counters of one undirected edge, seen from this peer."""
@@ -65,9 +84,13 @@ class Link:
     host: str
     port: int
     state: str = "waiting"  # waiting -> up -> closed, or waiting -> failed
-    writer: asyncio.StreamWriter | None = None
-    pending: list[bytes] = field(default_factory=list)
-    pending_frames: int = 0
+    writer: asyncio.StreamWriter | None = None  # the active connection's
+    conns: list[Conn] = field(default_factory=list)  # open connections, the active one included
+    active: Conn | None = None  # the connection we write on
+    # Payload sets of closed connections we never wrote on: a repeat of one is dropped.
+    retired: list[set[bytes]] = field(default_factory=list)
+    pending: list[tuple[bytes, int, bool]] = field(default_factory=list)  # (data, frames, is a resend)
+    pending_frames: int = 0  # new frames among pending (resends were counted when first sent)
     frames_in: int = 0
     bytes_in: int = 0
     frames_out: int = 0
@@ -76,6 +99,11 @@ class Link:
     dropped_in: int = 0
     dropped_out: int = 0
     noncanonical: int = 0  # frames in whose JSON was not the compact form
+    repeats: int = 0  # frames dropped as repeats (same payload again from this neighbour)
+    resent: int = 0  # frames sent again after the connection they went out on closed unsettled
+    resend_lost: int = 0  # frames to resend that found no connection before the link ended
+    duplicates: int = 0  # connections beyond the first open one (kept for a while, or refused)
+    dialing: bool = False  # a dial task runs for this link
     blocked: bool = False
     waiting_since: float = 0.0
     dial_errors: dict[str, int] = field(default_factory=dict)  # failed dial attempts by cause
@@ -104,6 +132,7 @@ class Peer:
         self._windows: dict[tuple[str, int | None, str | None], list] = {}
         self._tasks: set[asyncio.Task] = set()
         self._pending_handshakes = 0
+        self._conn_seq = 0
         self._done = asyncio.Event()
         self._signalled = asyncio.Event()  # SIGTERM/SIGINT: also cuts the exit-slot wait short
         self.exit_reason = ""
@@ -192,23 +221,46 @@ class Peer:
 
     # ---- sending -------------------------------------------------------------
 
-    def _send(self, link: Link, data: bytes, frames: int) -> None:
+    def _send(self, link: Link, data: bytes, frames: int, resend: bool = False) -> None:
+        """Write frames on the link's active connection, or queue them while it is waiting.
+        A resend (frames of a connection that closed unsettled) was counted when first sent."""
         if link.blocked:
             link.dropped_out += frames
         elif link.state == "up":
-            assert link.writer is not None
-            link.writer.write(data)
-            link.frames_out += frames
-            link.bytes_out += len(data)
-            self.sent += frames
-            if link.writer.transport.get_write_buffer_size() > self.cfg.max_buffer:
+            conn = link.active
+            assert conn is not None
+            conn.writer.write(data)
+            self._wrote(link, conn, data, frames)
+            if resend:
+                link.resent += frames
+            else:
+                link.frames_out += frames
+                link.bytes_out += len(data)
+                self.sent += frames
+            if conn.writer.transport.get_write_buffer_size() > self.cfg.max_buffer:
                 self.error(link.nbr, "slow_consumer", f"more than {self.cfg.max_buffer} bytes unsent")
                 self._drop(link)
         elif link.state == "waiting":
-            link.pending.append(data)
-            link.pending_frames += frames
+            link.pending.append((data, frames, resend))
+            if not resend:
+                link.pending_frames += frames
+        elif resend:
+            link.resend_lost += frames
         else:
             link.undelivered += frames
+
+    def _wrote(self, link: Link, conn: Conn, data: bytes, frames: int) -> None:
+        # The other side reads what we wrote before any end of this connection it sees, so it
+        # settles it and never resends what it wrote here: our record of that is not needed.
+        conn.got = None
+        if conn.unsent is None:
+            return
+        if conn.unsent_bytes + len(data) > self.cfg.max_buffer:
+            conn.unsent = None  # give up keeping them: say so, a duplicate dropped now loses frames
+            self.event("resend_overflow", nbr=link.nbr, role=conn.role, bytes=conn.unsent_bytes)
+            return
+        conn.unsent.append((data, frames))
+        conn.unsent_bytes += len(data)
 
     def _emit(self, link: Link, frames: list[bytes]) -> None:
         """Send frames over a link, through its emulated loss and delay when it has any."""
@@ -244,29 +296,74 @@ class Peer:
             self._emit(self.links[nb], [frame])
 
     # ---- links ---------------------------------------------------------------
+    # docs/design.md, "Link set-up": accept from any neighbour; dial a neighbour until its link
+    # is up (a lower-id one only after a grace); of two connections for one edge, write on the
+    # one the lower id dialed, read both until they end, resend what went out on one that
+    # ended unsettled, and drop repeats.
 
-    def _link_up(self, link: Link, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, role: str) -> None:
+    def _rank(self, link: Link, conn: Conn) -> tuple[bool, int]:
+        """Preference among a link's connections: the one the lower id dialed, then the older."""
+        return (conn.dialer != min(self.me, link.nbr), conn.seq)
+
+    def _add_conn(self, link: Link, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, role: str) -> None:
+        self._conn_seq += 1
+        conn = Conn(role, self.me if role == "dial" else link.nbr, self._conn_seq, writer)
+        link.conns.append(conn)
+        self._spawn(self._read_loop(link, conn, reader))
+        if len(link.conns) > 1:
+            link.duplicates += 1
+            best = min(link.conns, key=lambda c: self._rank(link, c))
+            link.active, link.writer = best, best.writer
+            self.event("duplicate", nbr=link.nbr, role=role, action="kept", active=best.role)
+            return
         link.state = "up"
-        link.writer = writer
+        link.active, link.writer = conn, writer
         self._last_activity = time.monotonic()
         self.event("link_up", nbr=link.nbr, role=role)
         if link.pending:
-            data, frames = b"".join(link.pending), link.pending_frames
-            link.pending, link.pending_frames = [], 0
-            self._send(link, data, frames)
-        self._spawn(self._read_loop(link, reader))
+            self._flush_pending(link)
         if not self.authored and all(lk.state == "up" for lk in self.links.values()):
             self._author()
 
+    def _flush_pending(self, link: Link) -> None:
+        """Send what waited for the link, in order; new frames and resends in separate writes."""
+        pending, link.pending, link.pending_frames = link.pending, [], 0
+        i = 0
+        while i < len(pending):
+            j = i
+            while j < len(pending) and pending[j][2] == pending[i][2]:
+                j += 1
+            chunk = pending[i:j]
+            self._send(link, b"".join(c[0] for c in chunk), sum(c[1] for c in chunk), resend=pending[i][2])
+            i = j
+
     def _drop(self, link: Link) -> None:
-        if link.writer is not None:
-            link.writer.close()
-            link.writer = None
+        for conn in link.conns:
+            conn.writer.close()
+        link.conns = []
+        link.active = link.writer = None
         link.state = "closed"
 
-    async def _dial(self, link: Link, fresh: bool = True) -> None:
-        if fresh:
-            link.waiting_since = time.monotonic()
+    def _start_dial(self, link: Link) -> None:
+        """Dial until the link is up: a higher-id neighbour at once, a lower-id one only when it
+        has not dialed us within ``dial_grace`` (one connection per edge between our peers, and
+        still a link to a peer that dialed us once, was refused, and never dials again)."""
+        if not link.dialing:
+            link.dialing = True
+            self._spawn(self._dial(link, 0.0 if link.nbr > self.me else self.cfg.dial_grace))
+
+    async def _dial(self, link: Link, grace: float) -> None:
+        try:
+            if grace:
+                await asyncio.sleep(grace)
+                if link.state != "waiting" or self.exit_reason:
+                    return
+                self.event("dial", nbr=link.nbr, after=grace)
+            await self._dial_loop(link)
+        finally:
+            link.dialing = False
+
+    async def _dial_loop(self, link: Link) -> None:
         delay = 0.02
         # exit_reason too: asyncio.wait_for (3.11) can swallow a cancellation that races
         # with a failed connect, and this loop must not outlive the peer.
@@ -283,14 +380,14 @@ class Peer:
                 # slow down the start of the very neighbours they wait for.
                 delay = min(delay * 2, 2.0)
                 continue
-            if link.state != "waiting":  # failed by the deadline meanwhile
+            if link.state != "waiting":  # up by the neighbour's dial meanwhile, or failed by the deadline
                 writer.close()
                 return
             _tune(writer)
             writer.write(encode_handshake(self.me))
             if link.dial_errors:  # where a slow start went: name resolution, refusals, timeouts
                 self.event("dial_retries", nbr=link.nbr, host=link.host, errors=link.dial_errors)
-            self._link_up(link, reader, writer, "dial")
+            self._add_conn(link, reader, writer, "dial")
 
     async def _on_accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._pending_handshakes >= MAX_PENDING_HANDSHAKES:
@@ -318,25 +415,35 @@ class Peer:
             return
         finally:
             self._pending_handshakes -= 1
-        nbr = decode_handshake(bytes(got))
+        self._accepted(decode_handshake(bytes(got)), reader, writer)
+
+    def _accepted(self, nbr: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A connection that said its id: a link, a duplicate to keep or refuse, or an error."""
         link = self.links.get(nbr)
         if link is None:
             kind = "not_neighbour" if nbr < self.cfg.n else "unknown_peer"
             self.error(None, kind, f"handshake from id {nbr}")
             writer.close()
-        elif link.state == "up":
-            self.error(nbr, "duplicate_link", "a second connection for an established edge")
-            writer.close()
         elif link.state == "failed":
             self.error(nbr, "late_link", "neighbour connected after the link deadline")
             writer.close()
+        elif link.active is not None and link.active.frames:
+            # Settled: the neighbour writes on the connection we have, so it will not use this
+            # one (the original tool keeps its first and closes the others unread, as we do here).
+            link.duplicates += 1
+            self.event("duplicate", nbr=nbr, role="accept", action="refused", active=link.active.role)
+            writer.close()
+        elif len(link.conns) >= 2:
+            self.error(nbr, "duplicate_link", "a third connection for an edge")
+            writer.close()
         else:
             _tune(writer)
-            self._link_up(link, reader, writer, "accept")
+            self._add_conn(link, reader, writer, "accept")
 
-    async def _read_loop(self, link: Link, reader: asyncio.StreamReader) -> None:
+    async def _read_loop(self, link: Link, conn: Conn, reader: asyncio.StreamReader) -> None:
         buf = b""
         reason = "eof"
+        broken = False  # the neighbour broke the protocol: no reason to dial it again
         try:
             while True:
                 data = await reader.read(READ_CHUNK)
@@ -345,29 +452,16 @@ class Peer:
                         raise FrameError("truncated", f"EOF inside a frame ({len(buf)} bytes pending)")
                     break
                 buf = buf + data if buf else data
-                consumed = self._process(link, buf)
+                consumed = self._process(link, conn, buf)
                 buf = buf[consumed:]
         except FrameError as e:
             reason = e.reason
+            broken = True
             self.error(link.nbr, e.reason, e.detail)
         except OSError as e:
             reason = type(e).__name__
         finally:
-            if link.state == "up":
-                self._drop(link)
-                self.event("link_down", nbr=link.nbr, reason=reason)
-                # Closed before its first frame: the other side never took the link (its
-                # handshake timer can fire on a starved host); dial again, same deadline.
-                stillborn = link.frames_in == 0 and self.proto.authors_to_every_neighbour
-                if (self.cfg.redial or stillborn) and link.nbr > self.me and not self.exit_reason:
-                    link.state = "waiting"
-                    # A restart run (--redial) gives each new dial a full deadline; a stillborn
-                    # link keeps its first one, so a neighbour that keeps refusing ends as failed.
-                    # The new deadline starts here, not when the dial task first runs: a monitor
-                    # tick in between would find the link waiting since its first dial.
-                    if self.cfg.redial:
-                        link.waiting_since = time.monotonic()
-                    self._spawn(self._dial(link, fresh=self.cfg.redial))
+            self._conn_closed(link, conn, reason, broken)
 
     def _receive_noting_arrival(self, author: int, hops: list[int], payload: bytes,
                                 canonical: bool) -> tuple[bytes, list[int]]:
@@ -377,8 +471,69 @@ class Peer:
             self.event("first", author=author, hops=len(hops))
         return self.proto.receive(author, hops, payload, canonical)
 
-    def _process(self, link: Link, buf: bytes) -> int:
-        """Handle every complete frame in ``buf``; return the bytes consumed."""
+    def _settle(self, link: Link, conn: Conn, frames: int) -> None:
+        """Frames arrived on ``conn``: the neighbour writes on it, so it keeps it (the original
+        tool writes only on the connection it kept; our peers only on the preferred one, read
+        every connection to its end, and the other side read what we wrote first)."""
+        first = not conn.frames
+        conn.frames += frames
+        if not first:
+            return
+        conn.unsent, conn.unsent_bytes = None, 0
+        if conn is link.active:
+            for other in link.conns:
+                if other is not conn and not other.eof_sent:
+                    # Half-close the loser: the other side reads it to its end and closes it.
+                    other.eof_sent = True
+                    with contextlib.suppress(OSError, RuntimeError):
+                        other.writer.write_eof()
+                    self.event("duplicate", nbr=link.nbr, role=other.role, action="closed", active=conn.role)
+
+    def _conn_closed(self, link: Link, conn: Conn, reason: str, broken: bool = False) -> None:
+        """A connection ended: the link stays up on the other one, or goes down."""
+        if conn not in link.conns:
+            return  # closed with its whole link (slow consumer)
+        link.conns.remove(conn)
+        conn.writer.close()
+        if conn.got:  # we never wrote on it: the neighbour may send these again elsewhere
+            link.retired.append(conn.got)
+        # Ended before a frame came: the other side may have closed it unread; send it again
+        # (not while this peer is closing its links: it is done).
+        resend = conn.unsent if not conn.frames and conn.unsent and not self.exit_reason else []
+        resend_frames = sum(f for _, f in resend)
+        if link.conns:
+            if conn is link.active:
+                link.active = min(link.conns, key=lambda c: self._rank(link, c))
+                link.writer = link.active.writer
+            self.event("conn_closed", nbr=link.nbr, role=conn.role, reason=reason, frames_in=conn.frames,
+                       resent=resend_frames)
+            for data, frames in resend:
+                self._send(link, data, frames, resend=True)
+            return
+        link.active = link.writer = None
+        link.state = "closed"
+        extra = {"resend": resend_frames} if resend_frames else {}
+        self.event("link_down", nbr=link.nbr, reason=reason, **extra)
+        # Sent again if the link comes back (our redial, or the neighbour's dial); else lost.
+        link.pending[:0] = [(data, frames, True) for data, frames in resend]
+        # Closed before its first frame: the other side never took the link (its handshake
+        # timer can fire on a starved host); the dialer (lower id) dials again. The higher id
+        # does not: the neighbour that closed may simply have finished (a dial to it would
+        # fail at the deadline), and if it kept another connection, that one comes.
+        stillborn = link.frames_in == 0 and self.proto.authors_to_every_neighbour and not broken
+        if (self.cfg.redial or stillborn) and link.nbr > self.me and not self.exit_reason:
+            link.state = "waiting"
+            # A restart run (--redial) gives each new dial a full deadline; a stillborn
+            # link keeps its first one, so a neighbour that keeps refusing ends as failed.
+            # The new deadline starts here, not when the dial task first runs: a monitor
+            # tick in between would find the link waiting since its first dial.
+            if self.cfg.redial:
+                link.waiting_since = time.monotonic()
+            self.event("redial", nbr=link.nbr)
+            self._start_dial(link)
+
+    def _process(self, link: Link, conn: Conn, buf: bytes) -> int:
+        """Handle every complete frame in ``buf`` (received on ``conn``); return the bytes consumed."""
         n = self.cfg.n
         me = self.me
         sender = link.nbr
@@ -395,6 +550,11 @@ class Peer:
         got = 0
         got_bytes = 0
         noncanonical = 0
+        skipped = 0  # frames dropped unread: partition, or a repeat
+        # Payloads the neighbour may send again (docs/design.md, "Link set-up"); None on a
+        # link that never had a second connection: no look-up at all.
+        again = _repeatable(link, conn)
+        record = conn.got
         try:
             while end - pos >= 4:
                 size = unpack_from(buf, pos)[0]
@@ -404,9 +564,13 @@ class Peer:
                 if stop > end:
                     break
                 payload = buf[pos + 4 : stop]
-                if link.blocked:
+                if link.blocked or (again and any(payload in s for s in again)):
                     pos = stop
-                    link.dropped_in += 1
+                    skipped += 1
+                    if link.blocked:
+                        link.dropped_in += 1
+                    else:  # a resend of what we read on another connection: not a delivery
+                        link.repeats += 1
                     continue
                 author, hops, canonical = parse_payload(payload, n)
                 if hops[-1] != sender:
@@ -414,6 +578,8 @@ class Peer:
                 if me in hops and not own_id_ok:
                     raise FrameError("bad_hops", f"own id {me} already in hops")
                 pos = stop
+                if record is not None:
+                    record.add(payload)
                 got += 1
                 got_bytes += size + 4  # the bytes on the wire, canonical or not
                 if canonical:
@@ -433,23 +599,29 @@ class Peer:
                         else:
                             out[t] = [frame]
         finally:
-            # Frames accepted before an error are kept and forwarded.
-            if got:
-                self.recv += got
-                self._last_delivery = time.time()
-                link.frames_in += got
-                link.bytes_in += got_bytes
-                if noncanonical:
-                    link.noncanonical += noncanonical
-                    self.noncanonical += noncanonical
-                self._last_activity = time.monotonic()
-                self._log_received(log)  # logged before forwarded
-                for t, frames in out.items():
-                    self._emit(self.links[t], frames)
-                expect = self.cfg.expect
-                if expect is not None and self.recv >= expect and self.authored and not self._in_flight:
-                    self._finish("expected")  # forwards just written still go out: close() flushes
+            if got or skipped:
+                self._settle(link, conn, got + skipped)
+            if got:  # frames accepted before an error are kept and forwarded
+                self._delivered(link, got, got_bytes, noncanonical, log, out)
         return pos
+
+    def _delivered(self, link: Link, got: int, got_bytes: int, noncanonical: int, log: list[bytes],
+                   out: dict[int, list[bytes]]) -> None:
+        """Account, log and forward the ``got`` frames of one chunk (logged before forwarded)."""
+        self.recv += got
+        self._last_delivery = time.time()
+        link.frames_in += got
+        link.bytes_in += got_bytes
+        if noncanonical:
+            link.noncanonical += noncanonical
+            self.noncanonical += noncanonical
+        self._last_activity = time.monotonic()
+        self._log_received(log)  # logged before forwarded
+        for t, frames in out.items():
+            self._emit(self.links[t], frames)
+        expect = self.cfg.expect
+        if expect is not None and self.recv >= expect and self.authored and not self._in_flight:
+            self._finish("expected")  # forwards just written still go out: close() flushes
 
     # ---- life cycle ----------------------------------------------------------
 
@@ -497,6 +669,7 @@ class Peer:
                 for lk in overdue:
                     lk.state = "failed"
                     lk.undelivered += lk.pending_frames
+                    lk.resend_lost += sum(p[1] for p in lk.pending if p[2])
                     lk.pending, lk.pending_frames = [], 0
                     self.event("link_failed", nbr=lk.nbr, reason=f"not up within {cfg.link_deadline:g} s")
                     print(
@@ -605,8 +778,7 @@ class Peer:
         if cfg.start_file is not None:
             await self._await_start_file(cfg.start_file)
         for link in self.links.values():
-            if link.nbr > self.me:  # the lower id dials: deterministic, one connection per edge
-                self._spawn(self._dial(link))
+            self._start_dial(link)
         if not self.links:
             self._author()
         monitor = loop.create_task(self._monitor())
@@ -662,7 +834,7 @@ class Peer:
         self.event("go")
 
     async def _close_links(self) -> None:
-        writers = [lk.writer for lk in self.links.values() if lk.writer is not None]
+        writers = [c.writer for lk in self.links.values() for c in lk.conns]
         for w in writers:
             w.close()  # the transport still sends what is buffered before closing
         if writers:
@@ -682,6 +854,11 @@ class Peer:
                 "dropped_out": lk.dropped_out,
                 "noncanonical": lk.noncanonical,
                 "state": lk.state,
+                # Link set-up figures, only where there were any: a run among our own peers
+                # without duplicates writes the same summary as before.
+                **{k: v for k, v in (("duplicates", lk.duplicates), ("repeats", lk.repeats), ("resent", lk.resent),
+                                     ("resend_lost", lk.resend_lost + sum(p[1] for p in lk.pending if p[2])))
+                   if v},
             }
             for lk in self.links.values()
         }
@@ -765,6 +942,15 @@ def _open_log(path: Path) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def _repeatable(link: Link, conn: Conn) -> list[set[bytes]] | None:
+    """The payload sets a frame arriving on ``conn`` may repeat: those of the link's other
+    connections we never wrote on, open or closed."""
+    if not link.retired and len(link.conns) < 2:
+        return None
+    sets = [c.got for c in link.conns if c is not conn and c.got] + link.retired
+    return sets or None
 
 
 async def _read_handshake(reader: asyncio.StreamReader, got: bytearray) -> None:

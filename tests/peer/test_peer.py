@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from peer.node import exit_slot_wait
+from peer.node import Conn, exit_slot_wait
 from peer.wire import HEADER, encode_frame, encode_handshake, encode_payload
 from tests.peer.support import bad_client_run, events, listening_socket, make_peer
 
@@ -389,11 +389,17 @@ def test_a_redialed_link_gets_its_new_deadline_at_once(tmp_path):
     async def scenario():
         peer = make_peer(tmp_path, 0, 2, {1: ("127.0.0.1", 9)}, listening_socket(), redial=True, link_deadline=2)
         link = peer.links[1]
-        link.state, link.frames_in = "up", 1
+
+        class Closed:  # the connection's writer: only closed here
+            def close(self):
+                pass
+
+        conn = Conn("dial", 0, 1, Closed(), frames=1)
+        link.state, link.frames_in, link.conns, link.active = "up", 1, [conn], conn
         link.waiting_since = time.monotonic() - 100  # dialed long ago
         reader = asyncio.StreamReader()
         reader.feed_eof()  # the neighbour ended the link
-        await peer._read_loop(link, reader)
+        await peer._read_loop(link, conn, reader)
         # No await since: the new dial task has not run yet, as when a tick comes first.
         state, waited = link.state, time.monotonic() - link.waiting_since
         peer._finish("test")

@@ -76,3 +76,34 @@ def test_cycle_200_is_exact_although_neighbours_finish_first(tmp_path):
     plan, prediction, result = run_local(tmp_path, "cycle", 200)
     assert result.failed_peers == []
     assert observed(plan.log_dir, 200) == (79_600, prediction.bytes)
+
+
+def traffic(log_dir: Path, n: int) -> dict[tuple[int, int], tuple[int, int]]:
+    """(sender, receiver) -> (bytes the receiver counted in, bytes the sender counted out)."""
+    rows = {}
+    for p in range(n):
+        for line in (log_dir / f"{p}.traffic.txt").read_text().splitlines():
+            nbr, bytes_in, bytes_out = (int(x) for x in line.split("; "))
+            rows.setdefault((nbr, p), [0, 0])[0] = bytes_in
+            rows.setdefault((p, nbr), [0, 0])[1] = bytes_out
+    return {edge: tuple(v) for edge, v in rows.items()}
+
+
+@pytest.mark.parametrize("grace", [1.0, 0.0], ids=["grace", "no-grace"])
+@pytest.mark.parametrize("topology", ["cycle", "mesh"])
+def test_peers_started_in_reverse_id_order_are_exact_per_edge(tmp_path, topology, grace):
+    # The highest id starts first, 0.4 s apart: a higher id dials its lower neighbours after
+    # its grace (into the backlog of a peer not started yet), and the lower one dials too when it
+    # starts: duplicate connections, resends and repeats. With no grace every edge is dialed
+    # from both ends. Per edge, both ends and the prediction must still agree to the byte.
+    import dataclasses
+
+    spec = RunSpec.parse(topology, 5, options=PeerOptions(peer=(("dial_grace", grace),)))
+    prediction = predict(spec.graph(), topology)
+    plan = prepare_run(spec, tmp_path, prediction)
+    plan = dataclasses.replace(plan, peers=tuple(reversed(plan.peers)))
+    # No grace: all at once too, where both ends' dials of an edge race (duplicates often).
+    result = LocalRunner(stagger=0.4 if grace else 0.0).run(plan, Progress(interval=60))
+    assert result.failed_peers == []
+    assert observed(plan.log_dir, 5) == (prediction.deliveries, prediction.bytes)
+    assert traffic(plan.log_dir, 5) == {e: (f.bytes, f.bytes) for e, f in prediction.per_edge.items()}
