@@ -168,6 +168,15 @@ class PeerOptions:
             return self.handshake_timeout
         return max(default_of("handshake_timeout"), n / 10)
 
+    def dial_grace_for(self, n: int) -> float | None:
+        """The grace before a peer dials a lower-id neighbour itself (--peer-option dial_grace wins);
+        None: the peer's default (1 s). N/10 s when more: with hundreds of slow-starting containers a
+        1 s grace would have nearly every higher id dial too, doubling the connections to set up."""
+        given = dict(self.peer).get("dial_grace")
+        if given is not None:
+            return given
+        return n / 10 if n / 10 > default_of("dial_grace") else None
+
     def max_runtime_for(self, n: int) -> float:
         if self.max_runtime is not None:
             return self.max_runtime

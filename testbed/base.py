@@ -63,6 +63,7 @@ class RunPlan:
             "neighbours": {nb: parse_address(address(nb)) for nb in peer.neighbours},
             "log_dir": log_dir, "idle": opts.idle, "link_deadline": opts.link_deadline_for(n),
             "max_runtime": opts.max_runtime_for(n), "handshake_timeout": opts.handshake_timeout_for(n),
+            "dial_grace": opts.dial_grace_for(n),
             "seed": spec.seed, "protocol_params": spec.protocol_params(),  # e.g. --fanout 2, --ttl 3
             "expect": peer.expect,
             "control": f"{log_dir}/control.json" if any(f.edges for f in spec.faults) else None,

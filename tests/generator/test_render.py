@@ -248,3 +248,14 @@ def test_handshake_timeout_grows_with_n_unless_given(tmp_path, n, expected):
     from generator.spec import PeerOptions
 
     assert PeerOptions(handshake_timeout=0.5).handshake_timeout_for(n) == 0.5
+
+
+@pytest.mark.parametrize("n,expected", [(5, []), (10, []), (250, ["25"]), (1000, ["100"])])
+def test_dial_grace_grows_with_n_unless_given(tmp_path, n, expected):
+    """Up to 10 peers the peer's own 1 s grace (no flag: small compose files unchanged); N/10 s above."""
+    plan, _ = plan_for(tmp_path, "cycle", n)
+    doc = load(render_plan(plan, tmp_path / "c.yml", "p2p-t", user=(10001, 10001), barrier=True))
+    assert {tuple(opts(s["command"], "--dial-grace")) for s in doc["services"].values()} == {tuple(expected)}
+    from generator.spec import PeerOptions
+
+    assert PeerOptions.from_cli(["dial_grace=0.5"]).dial_grace_for(n) == 0.5
