@@ -17,7 +17,7 @@ import networkx as nx
 from generator.errors import P2PError
 from generator.predict import Prediction
 from generator.spec import RunSpec
-from peer.config import argv_of, parse_address
+from peer.config import argv_of, parse_address, show_float
 from peer.emulation import SHAPE_KEYS
 from testbed.signals import sigterm_interrupts
 
@@ -76,6 +76,28 @@ class RunPlan:
                 values[key] = value
         return argv_of(values)
 
+    def foreign_values(self, peer: PeerPlan, address: Callable[[int], str], listen: tuple[str, int],
+                       log_dir: str) -> tuple[dict[str, str], dict[int, tuple[str, int]]]:
+        """The placeholders of a foreign peer's adapter (generator/adapter.py) and its neighbours' addresses."""
+        spec, opts = self.spec, self.spec.options
+        impl = spec.implementation_of(peer.id)
+        neighbours = {nb: parse_address(address(nb)) for nb in peer.neighbours}
+        values = {
+            "id": str(peer.id), "n": str(spec.n), "host": listen[0], "port": str(listen[1]),
+            "listen": f"{listen[0]}:{listen[1]}", "log_dir": log_dir, "idle": show_float(opts.idle),
+            "link_deadline": show_float(opts.link_deadline_for(spec.n)),
+            "expect": "" if peer.expect is None else str(peer.expect),
+            "seed": "" if spec.seed is None else str(spec.seed), "protocol": spec.protocol,
+            "neighbour_list": ",".join(f"{nb}={h}:{p}" for nb, (h, p) in sorted(neighbours.items()))
+            if impl is None else impl.adapter.neighbour_separator.join(
+                f"{nb}={h}:{p}" for nb, (h, p) in sorted(neighbours.items())),
+        }
+        return values, neighbours
+
+    def foreign(self) -> dict[int, str]:
+        """Peer id -> the name of the foreign implementation that plays it (ours are absent)."""
+        return {p: impl.name for impl in self.spec.implementations for p in impl.ids}
+
 
 @dataclass
 class RunResult:
@@ -87,6 +109,8 @@ class RunResult:
     # The run completed, but some of its engine objects could not be removed (what and how
     # to retry); the logs and the analysis stand.
     cleanup_problem: str | None = None
+    # Foreign peers the runner stopped because their logs went quiet (adapter exit rule).
+    quiescence_stops: tuple[int, ...] = ()
 
     @property
     def failed_peers(self) -> list[int]:

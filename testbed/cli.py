@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import os
 import sys
@@ -10,6 +11,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+from generator.adapter import implementations_from_cli
 from generator.errors import P2PError
 from generator.expect import DEFAULT_LIMIT, expect_for
 from generator.faults import Fault
@@ -48,9 +50,15 @@ def _spec_from(args: argparse.Namespace) -> RunSpec:
     chosen["link_shapes"] = tuple(getattr(args, "link_shape", None) or ())
     opts = PeerOptions.from_cli(getattr(args, "peer_option", None), **{k: v for k, v in chosen.items() if v not in (None, ())})
     faults = tuple(Fault.parse(f) for f in getattr(args, "fault", None) or ())
-    return RunSpec.parse(args.topology, args.n, protocol=args.protocol, seed=args.seed, options=opts, faults=faults,
+    spec = RunSpec.parse(args.topology, args.n, protocol=args.protocol, seed=args.seed, options=opts, faults=faults,
                          params=parse_params(getattr(args, "param", [])),
                          allow_disconnected=getattr(args, "allow_disconnected", False))
+    impls = implementations_from_cli(getattr(args, "peer_image", None), getattr(args, "peer_command", None),
+                                     getattr(args, "peer_adapter", None), spec.n)
+    if impls and faults:
+        raise P2PError("--fault with --peer-image/--peer-command: faults on runs with other implementations "
+                       "are not supported yet")
+    return dataclasses.replace(spec, implementations=impls) if impls else spec
 
 
 def writable_dir_problem(path: Path) -> str | None:
@@ -118,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fault", action="append", metavar="ACTION:TARGETS@WHEN",
                      help="fault timeline entry, repeatable: kill:3@0, kill:3@deliveries=20000, pause:2@0.5, "
                           "resume:2@1.5, restart:3@2, partition:0-1,2-3@0.2, heal:0-1@1 (seconds from start)")
+    _add_foreign_args(run)
     run.add_argument("--live", nargs="?", type=int, const=LIVE_PORT, default=None, metavar="PORT",
                      help=f"serve a live page of the run (and /metrics) on 127.0.0.1:PORT (default {LIVE_PORT}; "
                           "0: any free port); it stays up with the final state until Ctrl-C")
@@ -170,6 +179,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_foreign_args(run: argparse.ArgumentParser) -> None:
+    """--peer-image, --peer-command, --peer-adapter (docs/bring-your-own-peer.md)."""
+    run.add_argument("--peer-image", action="append", metavar="IMAGE[:ids=0-4][:adapter=FILE]",
+                     help="run these peers (default: all) from another implementation's image (compose, swarm), "
+                          "started as its adapter says; repeatable; the rest run our peer")
+    run.add_argument("--peer-command", action="append", metavar="PATH[:ids=0-4][:adapter=FILE]",
+                     help="the same on the local backend: this program instead of the adapter's command[0]")
+    run.add_argument("--peer-adapter", type=Path, metavar="FILE",
+                     help="adapter (TOML) of the other implementation: how to pass id, listen address, neighbours "
+                          "and log dir, when it exits, its log format (default: --id/--listen/--peer/--logs/"
+                          "--idle/--link-deadline flags, original logs, exits by itself); alone: its image or "
+                          "command plays every peer")
+
+
+def _check_foreign_backend(spec: RunSpec, runner: Runner) -> None:
+    """An image needs containers, a program the local backend."""
+    for impl in spec.implementations:
+        if runner.name == "local" and not impl.program and impl.image:
+            raise P2PError(f"--peer-image {impl.image}: the local backend runs programs, not images; "
+                           "use --backend compose|swarm, or --peer-command PATH")
+        if runner.name != "local" and impl.program:
+            raise P2PError(f"--peer-command {impl.program}: only the local backend runs programs; "
+                           "with --backend compose|swarm use --peer-image IMAGE")
+        if runner.name != "local" and not impl.image:
+            raise P2PError(f"implementation {impl.name}: no image (--peer-image IMAGE, or image = \"...\" "
+                           "in the adapter)")
+
+
 def _add_watch_parser(sub) -> None:
     """`p2p watch RUN_DIR [--port P]`."""
     wat = sub.add_parser("watch", help="serve the live page (and /metrics) of a run directory, running or finished",
@@ -197,7 +234,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if prediction is not None:
         progress.message(f"{spec.name} ({spec.protocol}): predicted {prediction.deliveries:,} deliveries, "
                          f"{prediction.bytes:,} bytes")
-    runner = choose_runner(args.backend, progress)
+    backend = args.backend
+    if backend == "auto" and spec.implementations:  # a program runs locally, an image in containers
+        backend = "local" if any(i.program or not i.image for i in spec.implementations) else "auto"
+    runner = choose_runner(backend, progress)
+    _check_foreign_backend(spec, runner)
     if args.live is None:
         plan = prepare_run(spec, args.out, None if args.no_expect else prediction)
         progress.message(f"run {plan.run_id} -> {plan.run_dir}  (backend: {runner.name})")
@@ -223,6 +264,8 @@ def _run_and_judge(args: argparse.Namespace, runner: Runner, plan: RunPlan, prog
     if result.failed_peers:
         progress.message(f"peers with a non-zero exit code: {result.failed_peers} (the analysis says why)")
     write_exits(plan.run_dir, result)
+    if result.quiescence_stops:
+        progress.message(f"foreign peers stopped at quiescence: {list(result.quiescence_stops)}")
     # One contract for every backend (README, "Exit status"): the analysis judges the run,
     # peers' exit codes included; a non-zero exit that a fault explains is not a failure.
     explained = _analyse(plan.run_dir, plots=not args.no_plots)
@@ -269,6 +312,10 @@ def write_exits(run_dir: Path, result) -> None:
 
     data = {"backend": result.backend,
             "exit_codes": {str(p): code for p, code in sorted(result.exit_codes.items())}}
+    if getattr(result, "quiescence_stops", ()):
+        # Foreign peers the runner stopped when their logs went quiet (their adapter's rule): their
+        # exit code is the stop signal's, not a failure.
+        data["quiescence_stops"] = list(result.quiescence_stops)
     (run_dir / "exits.json").write_text(json.dumps(data, indent=1) + "\n")
 
 
