@@ -173,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     cln.set_defaults(func=cmd_clean)
 
     _add_watch_parser(sub)
+    _add_grade_parser(sub)
     top = sub.add_parser("topologies", help="list the topology families, their parameters and defaults")
     top.set_defaults(func=cmd_topologies)
     add_sweep_parser(sub)
@@ -205,6 +206,21 @@ def _check_foreign_backend(spec: RunSpec, runner: Runner) -> None:
         if runner.name != "local" and not impl.image:
             raise P2PError(f"implementation {impl.name}: no image (--peer-image IMAGE, or image = \"...\" "
                            "in the adapter)")
+
+
+def _add_grade_parser(sub) -> None:
+    """`p2p grade RUN_DIR [--hostile]`."""
+    grd = sub.add_parser("grade", help="judge each implementation of a run (ours and --peer-image/--peer-command)",
+                         description="Per implementation: exact counts per receiver and per edge against the "
+                                     "prediction, duplicates, protocol violations (charged to the sender's "
+                                     "implementation), link set-up problems, exits; one PASS/FAIL verdict each. "
+                                     "Writes RUN_DIR/grade.json; exit status 0 when every one passes, else 1. "
+                                     "See docs/bring-your-own-peer.md.")
+    grd.add_argument("run_dir", nargs="?", type=Path, default=Path("runs/latest"), help="default runs/latest")
+    grd.add_argument("--hostile", action="store_true",
+                     help="also run the hostile-input battery against one peer of each foreign implementation "
+                          "(local backend: the peer is started again from spec.json) and include the outcome")
+    grd.set_defaults(func=cmd_grade)
 
 
 def _add_watch_parser(sub) -> None:
@@ -269,6 +285,12 @@ def _run_and_judge(args: argparse.Namespace, runner: Runner, plan: RunPlan, prog
     # One contract for every backend (README, "Exit status"): the analysis judges the run,
     # peers' exit codes included; a non-zero exit that a fault explains is not a failure.
     explained = _analyse(plan.run_dir, plots=not args.no_plots)
+    if plan.spec.implementations:  # a run with another implementation is graded, each one on its own
+        from analysis.grade import format_grade, grade
+
+        grades = grade(plan.run_dir)
+        print("\ngrade (p2p grade " + str(plan.run_dir) + "):\n" + format_grade(grades))
+        explained = explained and all(g.verdict == "PASS" for g in grades)
     if not explained:
         code = EXIT_MISMATCH
     else:
@@ -289,6 +311,20 @@ def _wait_for_interrupt() -> None:
             threading.Event().wait()
         except KeyboardInterrupt:
             pass
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    from analysis.grade import format_grade, grade
+
+    if not (args.run_dir / "spec.json").is_file():
+        raise P2PError(f"no run directory at {args.run_dir} (no spec.json): name one, e.g. runs/<run-id>")
+    grades = grade(args.run_dir.resolve())
+    if args.hostile:
+        from testbed.hostile import hostile_grades
+
+        hostile_grades(args.run_dir.resolve(), grades, lambda text: print(text, file=sys.stderr))
+    print(format_grade(grades))
+    return 0 if all(g.verdict == "PASS" for g in grades) else EXIT_MISMATCH
 
 
 def cmd_watch(args: argparse.Namespace) -> int:

@@ -30,7 +30,7 @@ class Peer:
         self.writers, self.traffic = {}, {nb: [0, 0] for nb in self.nbrs}
         self.pending = {nb: [] for nb in self.nbrs}  # frames for a link not up yet
         os.makedirs(args.logs, exist_ok=True)
-        self.log = os.open(os.path.join(args.logs, f"{self.me}.txt"), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        self.log = os.open(os.path.join(args.logs, f"{self.me}.txt"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self.last = time.monotonic()
         self.authored = False
 
@@ -40,6 +40,8 @@ class Peer:
         w = self.writers.get(nb)
         if w is None:
             self.pending[nb].append(payload)
+            return
+        if w.is_closing():
             return
         w.write(HEADER.pack(len(payload)) + payload)
         self.traffic[nb][1] += 4 + len(payload)
@@ -62,8 +64,10 @@ class Peer:
                 payload = await reader.readexactly(size)
                 self.last = time.monotonic()
                 self.traffic[nb][0] += 4 + size
-                os.write(self.log, payload + b"\n")
                 msg = json.loads(payload)
+                if self.me in msg["hops"] or len(set(msg["hops"])) != len(msg["hops"]) or msg["hops"][-1] != nb:
+                    break  # a protocol error: drop this connection, keep the others
+                os.write(self.log, payload + b"\n")
                 hops = msg["hops"] + [self.me]
                 fwd = json.dumps({"id": msg["id"], "hops": hops}, separators=(",", ":")).encode()
                 for n in self.nbrs:
@@ -71,6 +75,7 @@ class Peer:
                         self.send(n, fwd)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
+        self.writers[nb].close()
 
     async def accept(self, reader, writer):
         nb = HEADER.unpack(await reader.readexactly(4))[0]
@@ -96,7 +101,10 @@ class Peer:
         while not self.authored or time.monotonic() - self.last < self.args.idle:
             await asyncio.sleep(0.05)
         for w in self.writers.values():
-            await w.drain()
+            try:
+                await w.drain()
+            except ConnectionError:
+                pass
             w.close()
         server.close()
         with open(os.path.join(self.args.logs, f"{self.me}.traffic.txt"), "w") as f:
