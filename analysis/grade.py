@@ -60,6 +60,7 @@ class ImplGrade:
     examples: dict[str, list[str]] = field(default_factory=dict)
     link_problems: list[str] = field(default_factory=list)
     exits: list[str] = field(default_factory=list)
+    log_problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # context, not reasons (e.g. what other implementations broke)
     checked: bool = True
     received: int = 0
@@ -86,6 +87,7 @@ class ImplGrade:
             out.append(f"protocol violation: {count} × {kind}")
         out += [f"link set-up: {p}" for p in self.link_problems]
         out += [f"exit: {e}" for e in self.exits]
+        out += [f"logs: {e}" for e in self.log_problems]
         return out
 
     @property
@@ -99,7 +101,7 @@ class ImplGrade:
                 "received": self.received, "expected": self.expected, "counts": self.counts, "edges": self.edges,
                 "duplicates": {str(k): v for k, v in self.duplicates.items()},
                 "violations": dict(self.violations), "examples": self.examples,
-                "link_problems": self.link_problems, "exits": self.exits, "notes": self.notes}
+                "link_problems": self.link_problems, "exits": self.exits, "log_problems": self.log_problems, "notes": self.notes}
 
 
 def grade(run_dir: Path, write: bool = True) -> list[ImplGrade]:
@@ -127,6 +129,11 @@ def grade(run_dir: Path, write: bool = True) -> list[ImplGrade]:
         _scan_log(log_dir, p, spec, graph, owner, grades)
     _peer_errors(summary, owner, grades)
     _traffic_files(log_dir, spec, owner, grades)
+    for dis in summary.get("disagreements") or []:  # a peer's own counters against what its neighbours logged
+        if dis.get("peer") in owner and dis.get("source") == "traffic file":
+            grades[owner[dis["peer"]]].log_problems.append(
+                f"peer {dis['peer']}'s traffic file says {dis['what']} {dis['logged']} for neighbour {dis['nbr']}, "
+                f"its neighbours' logs say {dis['observed']}")
     _exits(run_dir, spec, owner, grades)
     _blame_notes(graph, grades)
     out = [grades[name] for name in names]
@@ -246,7 +253,8 @@ def _traffic_files(log_dir: Path, spec: RunSpec, owner: dict[int, str], grades: 
     for impl in spec.implementations:
         for p in impl.ids:
             if not traffic_file(log_dir, p).is_file():
-                grades[owner[p]].link_problems.append(f"peer {p} wrote no {p}.traffic.txt")
+                grades[owner[p]].log_problems.append(f"peer {p} wrote no {p}.traffic.txt (the original format has one "
+                                                     "per peer, written at exit or on the stop signal)")
 
 
 def _exits(run_dir: Path, spec: RunSpec, owner: dict[int, str], grades: dict[str, ImplGrade]) -> None:

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import struct
 import sys
 import time
@@ -98,7 +99,9 @@ class Peer:
         for nb in self.nbrs:
             if nb > self.me:
                 asyncio.get_running_loop().create_task(self.dial(nb))
-        while not self.authored or time.monotonic() - self.last < self.args.idle:
+        stop = asyncio.Event()  # SIGTERM: write the traffic file and exit, as at idle
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        while (not self.authored or time.monotonic() - self.last < self.args.idle) and not stop.is_set():
             await asyncio.sleep(0.05)
         for w in self.writers.values():
             try:
