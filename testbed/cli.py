@@ -166,12 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="do not tell peers their predicted deliveries (they exit on idle instead)")
     ren.set_defaults(func=cmd_render)
 
-    cln = sub.add_parser("clean", help="remove every container, network and volume labelled p2p.run",
-                         description="Remove Docker containers, networks and volumes carrying the label p2p.run "
-                                     "(only those of one run with --run). Nothing without that label is touched.")
-    cln.add_argument("--run", metavar="RUN_ID", default=None, help="only this run's objects")
-    cln.set_defaults(func=cmd_clean)
-
+    _add_clean_parser(sub)
     _add_watch_parser(sub)
     _add_grade_parser(sub)
     top = sub.add_parser("topologies", help="list the topology families, their parameters and defaults")
@@ -206,6 +201,15 @@ def _check_foreign_backend(spec: RunSpec, runner: Runner) -> None:
         if runner.name != "local" and not impl.image:
             raise P2PError(f"implementation {impl.name}: no image (--peer-image IMAGE, or image = \"...\" "
                            "in the adapter)")
+
+
+def _add_clean_parser(sub) -> None:
+    """`p2p clean [--run RUN_ID]`."""
+    cln = sub.add_parser("clean", help="remove every container, network and volume labelled p2p.run",
+                         description="Remove Docker containers, networks and volumes carrying the label p2p.run "
+                                     "(only those of one run with --run). Nothing without that label is touched.")
+    cln.add_argument("--run", metavar="RUN_ID", default=None, help="only this run's objects")
+    cln.set_defaults(func=cmd_clean)
 
 
 def _add_grade_parser(sub) -> None:
