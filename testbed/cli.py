@@ -191,6 +191,9 @@ def _add_foreign_args(run: argparse.ArgumentParser) -> None:
 
 def _check_foreign_backend(spec: RunSpec, runner: Runner) -> None:
     """An image needs containers, a program the local backend."""
+    if spec.implementations and runner.name == "swarm":
+        raise P2PError("--peer-image on swarm: not supported yet (swarm peers hand their logs to the run's "
+                       "collector at exit, which another implementation cannot); use --backend compose")
     for impl in spec.implementations:
         if runner.name == "local" and not impl.program and impl.image:
             raise P2PError(f"--peer-image {impl.image}: the local backend runs programs, not images; "
