@@ -33,7 +33,7 @@ PLACEHOLDERS = ("id", "n", "host", "port", "listen", "log_dir", "idle", "link_de
 NEIGHBOUR_PLACEHOLDERS = ("id", "host", "port", "address")
 NEIGHBOURS_ITEM = "{neighbours}"  # a command item replaced by the neighbour template, once per neighbour
 _FIELD = re.compile(r"\{([^{}]*)\}")
-_TOP_KEYS = {"name", "image", "command", "neighbour", "neighbour_separator", "env", "logs", "exit"}
+_TOP_KEYS = {"name", "image", "image_entrypoint", "command", "neighbour", "neighbour_separator", "env", "logs", "exit"}
 _LOG_KEYS = {"dir", "format"}
 _EXIT_KEYS = {"mode", "quiescence", "signal", "grace"}
 
@@ -50,6 +50,9 @@ class Adapter:
     image: str = ""
     # The peer's argv; an item "{neighbours}" expands to ``neighbour`` once per neighbour.
     command: tuple[str, ...] = ()
+    # In a container: True runs the image's own ENTRYPOINT with command[1:] as its arguments;
+    # False (default) runs command[0] (which must be on the image's PATH) as the entrypoint.
+    image_entrypoint: bool = False
     neighbour: tuple[str, ...] = ("--peer", "{id}={host}:{port}")
     # {neighbour_list}: every neighbour's ``{id}={host}:{port}`` joined by this (for an env value).
     neighbour_separator: str = ","
@@ -146,6 +149,10 @@ def parse_adapter(data: Mapping[str, Any], where: str = "adapter") -> Adapter:
     if "command" not in data:
         raise bad("command", "missing: the peer's argv, e.g. [\"my-peer\", \"--id\", \"{id}\", ...]")
     kw["command"] = _texts(data["command"], "command", bad)
+    if "image_entrypoint" in data:
+        if not isinstance(data["image_entrypoint"], bool):
+            raise bad("image_entrypoint", f"must be true or false, got {data['image_entrypoint']!r}")
+        kw["image_entrypoint"] = data["image_entrypoint"]
     if not kw["command"] or not kw["command"][0].strip():
         raise bad("command", "must start with the program to run")
     if "neighbour" in data:

@@ -80,7 +80,7 @@ def foreign_service(plan: RunPlan, peer: PeerPlan) -> PeerService:
                                        impl.adapter.log_dir)
     argv = impl.command(values, nbrs)
     return PeerService(id=peer.id, neighbours=peer.neighbours, command=tuple(argv[1:]), image=impl.image,
-                       entrypoint=(argv[0],), environment=tuple(sorted(impl.adapter.environment(values).items())),
+                       entrypoint=() if impl.adapter.image_entrypoint else (argv[0],), environment=tuple(sorted(impl.adapter.environment(values).items())),
                        log_target=impl.adapter.log_dir, implementation=impl.name)
 
 
