@@ -61,6 +61,8 @@ class ImplGrade:
     link_problems: list[str] = field(default_factory=list)
     exits: list[str] = field(default_factory=list)
     log_problems: list[str] = field(default_factory=list)
+    hostile: dict[str, Any] | None = None  # p2p grade --hostile: the battery and the replay's outcome
+    hostile_problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # context, not reasons (e.g. what other implementations broke)
     checked: bool = True
     received: int = 0
@@ -88,6 +90,7 @@ class ImplGrade:
         out += [f"link set-up: {p}" for p in self.link_problems]
         out += [f"exit: {e}" for e in self.exits]
         out += [f"logs: {e}" for e in self.log_problems]
+        out += [f"hostile input: {e}" for e in self.hostile_problems]
         return out
 
     @property
@@ -101,11 +104,15 @@ class ImplGrade:
                 "received": self.received, "expected": self.expected, "counts": self.counts, "edges": self.edges,
                 "duplicates": {str(k): v for k, v in self.duplicates.items()},
                 "violations": dict(self.violations), "examples": self.examples,
-                "link_problems": self.link_problems, "exits": self.exits, "log_problems": self.log_problems, "notes": self.notes}
+                "link_problems": self.link_problems, "exits": self.exits, "log_problems": self.log_problems, "notes": self.notes,
+                "hostile": self.hostile}
 
 
-def grade(run_dir: Path, write: bool = True) -> list[ImplGrade]:
-    """Grade every implementation of the run in ``run_dir``; write ``grade.json`` (with ``write``)."""
+def grade(run_dir: Path, write: bool = True, attacked: frozenset[int] = frozenset()) -> list[ImplGrade]:
+    """Grade every implementation of the run in ``run_dir``; write ``grade.json`` (with ``write``).
+
+    ``attacked``: peers the hostile battery hit (testbed/hostile.py): their complaints about
+    connections are the battery's, not a neighbour's."""
     from analysis.stats import analyse
 
     run_dir = Path(run_dir)
@@ -127,7 +134,7 @@ def grade(run_dir: Path, write: bool = True) -> list[ImplGrade]:
     _edges(summary, owner, grades, exact)
     for p in range(spec.n):
         _scan_log(log_dir, p, spec, graph, owner, grades)
-    _peer_errors(summary, owner, grades)
+    _peer_errors(summary, owner, grades, attacked)
     _traffic_files(log_dir, spec, owner, grades)
     for dis in summary.get("disagreements") or []:  # a peer's own counters against what its neighbours logged
         if dis.get("peer") in owner and dis.get("source") == "traffic file":
@@ -219,11 +226,12 @@ def _check_line(line: bytes, p: int, n: int, graph: nx.Graph, own_ok: bool) -> t
     return None, None, ""
 
 
-def _peer_errors(summary: dict[str, Any], owner: dict[int, str], grades: dict[str, ImplGrade]) -> None:
+def _peer_errors(summary: dict[str, Any], owner: dict[int, str], grades: dict[str, ImplGrade],
+                 attacked: frozenset[int]) -> None:
     """Our peers' complaints about a neighbour: refused frames and bad link set-ups, charged to that neighbour."""
     for err in summary.get("errors") or []:
         nbr, reason = err.get("nbr"), err.get("reason")
-        if not isinstance(nbr, int) or nbr not in owner:
+        if not isinstance(nbr, int) or nbr not in owner or err.get("peer") in attacked:
             continue
         g = grades[owner[nbr]]
         text = f"peer {err['peer']} refused a frame from {nbr}: {reason} {err.get('detail', '')}".strip()
@@ -288,6 +296,11 @@ def format_grade(grades: list[ImplGrade]) -> str:
             lines.append(f"  - {reason}")
         for note in g.notes:
             lines.append(f"  note: {note}")
+        if g.hostile is not None:
+            h = g.hostile
+            lines.append(f"  hostile input against peer {h['peer']}: {len(h['sent'])} cases sent, "
+                         f"{h['silent_connections']} silent connections; replay {h['replay_verdict']}"
+                         + ("" if not g.hostile_problems else " (see reasons)"))
         for kind, shown in sorted(g.examples.items()):
             for text in shown[:3]:
                 lines.append(f"      {kind}: {text}")

@@ -327,9 +327,13 @@ def cmd_grade(args: argparse.Namespace) -> int:
         raise P2PError(f"no run directory at {args.run_dir} (no spec.json): name one, e.g. runs/<run-id>")
     grades = grade(args.run_dir.resolve())
     if args.hostile:
+        import json
+
         from testbed.hostile import hostile_grades
 
         hostile_grades(args.run_dir.resolve(), grades, lambda text: print(text, file=sys.stderr))
+        data = {"run_id": args.run_dir.resolve().name, "implementations": [g.to_dict() for g in grades]}
+        (args.run_dir / "grade.json").write_text(json.dumps(data, indent=1) + "\n")
     print(format_grade(grades))
     return 0 if all(g.verdict == "PASS" for g in grades) else EXIT_MISMATCH
 

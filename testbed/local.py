@@ -74,11 +74,12 @@ class LocalRunner(Runner):
         self._procs: dict[int, subprocess.Popen] = {}
         self._driver: _SignalDriver | None = None
         self._quiet: QuietWatch | None = None
+        self.ports: dict[int, int] = {}  # peer -> its port on 127.0.0.1, once the run started
 
     def execute(self, plan: RunPlan, progress: Progress) -> RunResult:
         n = plan.spec.n
         self._sockets = sockets = [_listening_socket() for _ in range(n)]
-        ports = {p: s.getsockname()[1] for p, s in enumerate(sockets)}
+        self.ports = ports = {p: s.getsockname()[1] for p, s in enumerate(sockets)}
         planned = {peer.id for peer in plan.peers}
         foreign = plan.foreign()
         for p, s in enumerate(sockets):

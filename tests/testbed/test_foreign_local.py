@@ -88,3 +88,25 @@ def test_a_peer_that_never_exits_is_stopped_at_quiescence_and_still_passes(tmp_p
 def test_refusals_are_one_line(tmp_path, capsys, args, message):
     assert main(["run", "-t", "mesh", "-n", "3", "--backend", "local", "--out", str(tmp_path), *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_our_peer_through_an_adapter_survives_the_hostile_battery(tmp_path, capsys):
+    """Our own peer as "another implementation" (an adapter, no --expect): it passes, and `p2p grade
+    --hostile` replays the run with the battery fired at it mid-run: it survives and stays exact."""
+    ours = tmp_path / "ours.toml"
+    ours.write_text(f"""
+name = "ours-via-adapter"
+command = [{json.dumps(sys.executable)}, "-m", "peer", "--id", "{{id}}", "--n", "{{n}}", "--listen", "{{listen}}",
+           "{{neighbours}}", "--log-dir", "{{log_dir}}", "--idle", "{{idle}}"]
+neighbour = ["-p", "{{id}}={{host}}:{{port}}"]
+""")
+    code, run_dir = run(tmp_path, "-t", "cycle", "-n", "6", "--peer-adapter", str(ours),
+                        "--peer-command", f"{sys.executable}:ids=2,3")
+    assert code == 0, capsys.readouterr().out
+    assert main(["grade", "--hostile", str(run_dir)]) == 0
+    data = json.loads((run_dir / "grade.json").read_text())
+    impl = next(i for i in data["implementations"] if i["name"] == "ours-via-adapter")
+    assert impl["verdict"] == "PASS"
+    hostile = impl["hostile"]
+    assert hostile["peer"] == 2 and hostile["refused"] == [] and hostile["replay_verdict"] == "PASS"
+    assert len(hostile["sent"]) == 5 and hostile["silent_connections"] == 100
