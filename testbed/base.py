@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import sys
@@ -182,6 +183,17 @@ class Runner(ABC):
     def completed(self, plan: RunPlan, result: RunResult, progress: Progress) -> RunResult:
         """After clean-up of a completed run: the result as reported."""
         return result
+
+
+def write_exits(run_dir: Path, result) -> None:
+    """Keep the peers' exit codes in the run directory, so `p2p analyse` judges them as `p2p run` does."""
+    data = {"backend": result.backend,
+            "exit_codes": {str(p): code for p, code in sorted(result.exit_codes.items())}}
+    if getattr(result, "quiescence_stops", ()):
+        # Foreign peers the runner stopped when their logs went quiet (their adapter's rule): their
+        # exit code is the stop signal's, not a failure.
+        data["quiescence_stops"] = list(result.quiescence_stops)
+    (run_dir / "exits.json").write_text(json.dumps(data, indent=1) + "\n")
 
 
 def new_run_id(spec: RunSpec) -> str:

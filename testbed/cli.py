@@ -18,7 +18,7 @@ from generator.faults import Fault
 from generator.predict import PredictionTooLarge, predict, quick_deliveries
 from generator.spec import PEER_OPTION_HELP, PROTOCOL_PARAMS, PROTOCOLS, PeerOptions, RunSpec, parse_params
 from generator.topologies import FAMILIES
-from testbed.base import Progress, Runner, RunPlan, prepare_run
+from testbed.base import Progress, Runner, RunPlan, prepare_run, write_exits
 from testbed.live import DEFAULT_PORT as LIVE_PORT
 from testbed.runners import backend_choices, backend_help, choose_runner
 from testbed.sweep import add_sweep_parser
@@ -351,19 +351,6 @@ def cmd_watch(args: argparse.Namespace) -> int:
     finally:
         live.stop()
     return 0
-
-
-def write_exits(run_dir: Path, result) -> None:
-    """Keep the peers' exit codes in the run directory, so `p2p analyse` judges them as `p2p run` does."""
-    import json
-
-    data = {"backend": result.backend,
-            "exit_codes": {str(p): code for p, code in sorted(result.exit_codes.items())}}
-    if getattr(result, "quiescence_stops", ()):
-        # Foreign peers the runner stopped when their logs went quiet (their adapter's rule): their
-        # exit code is the stop signal's, not a failure.
-        data["quiescence_stops"] = list(result.quiescence_stops)
-    (run_dir / "exits.json").write_text(json.dumps(data, indent=1) + "\n")
 
 
 def _analyse(run_dir: Path, plots: bool) -> bool:

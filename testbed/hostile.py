@@ -115,8 +115,7 @@ def hostile_grades(run_dir: Path, grades: list, say: Callable[[str], None], wait
     add the outcome to ``grades`` (analysis.grade.ImplGrade of the original run)."""
     from analysis.grade import grade
     from generator.errors import P2PError
-    from testbed.base import Progress, prepare_run
-    from testbed.cli import write_exits
+    from testbed.base import Progress, prepare_run, write_exits
     from testbed.local import LocalRunner
 
     spec = RunSpec.load(run_dir / "spec.json")

@@ -12,8 +12,7 @@ from analysis.grade import grade
 from generator.adapter import Implementation, parse_adapter
 from generator.predict import predict
 from generator.spec import RunSpec
-from testbed.base import Progress, prepare_run
-from testbed.cli import write_exits
+from testbed.base import Progress, prepare_run, write_exits
 from testbed.engine import list_labelled
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
