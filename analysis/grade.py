@@ -272,12 +272,15 @@ def _exits(run_dir: Path, spec: RunSpec, owner: dict[int, str], grades: dict[str
     except (OSError, ValueError, KeyError, TypeError):
         return
     quiet = set(data.get("quiescence_stops") or ())
+    runaway = set(data.get("runaway_stops") or ())
     for key, code in codes.items():
         if not str(key).isdigit() or int(key) not in owner:
             continue
         p = int(key)
         impl = spec.implementation_of(p)
-        if p in quiet:
+        if p in runaway:
+            grades[owner[p]].exits.append(f"peer {p} was stopped as a runaway: its logs grew past 4x its prediction")
+        elif p in quiet:
             if impl is not None and impl.adapter.exit_mode == "self":
                 grades[owner[p]].exits.append(f"peer {p} did not exit by itself (adapter exit.mode = \"self\"): "
                                               "stopped at quiescence")

@@ -34,6 +34,7 @@ class PeerPlan:
     id: int
     neighbours: tuple[int, ...]
     expect: int | None
+    expect_bytes: int | None = None  # the bytes of those deliveries (a foreign peer's runaway budget)
 
 
 @dataclass(frozen=True)
@@ -110,8 +111,10 @@ class RunResult:
     # The run completed, but some of its engine objects could not be removed (what and how
     # to retry); the logs and the analysis stand.
     cleanup_problem: str | None = None
-    # Foreign peers the runner stopped because their logs went quiet (adapter exit rule).
+    # Foreign peers the runner stopped because their logs went quiet (adapter exit rule), and
+    # because their logs outgrew their prediction (testbed/quiescence.py, runaways).
     quiescence_stops: tuple[int, ...] = ()
+    runaway_stops: tuple[int, ...] = ()
 
     @property
     def failed_peers(self) -> list[int]:
@@ -193,6 +196,8 @@ def write_exits(run_dir: Path, result) -> None:
         # Foreign peers the runner stopped when their logs went quiet (their adapter's rule): their
         # exit code is the stop signal's, not a failure.
         data["quiescence_stops"] = list(result.quiescence_stops)
+    if getattr(result, "runaway_stops", ()):
+        data["runaway_stops"] = list(result.runaway_stops)  # stopped for outgrowing their prediction: a failure
     (run_dir / "exits.json").write_text(json.dumps(data, indent=1) + "\n")
 
 
@@ -222,6 +227,7 @@ def prepare_run(spec: RunSpec, runs_root: Path, prediction: Prediction | None, r
             id=p,
             neighbours=tuple(sorted(graph.neighbors(p))),
             expect=received[p].frames if p in received else None,
+            expect_bytes=received[p].bytes if p in received else None,
         )
         for p in sorted(graph.nodes)
     )

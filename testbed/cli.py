@@ -289,6 +289,8 @@ def _run_and_judge(args: argparse.Namespace, runner: Runner, plan: RunPlan, prog
     write_exits(plan.run_dir, result)
     if result.quiescence_stops:
         progress.message(f"foreign peers stopped at quiescence: {list(result.quiescence_stops)}")
+    if result.runaway_stops:
+        progress.message(f"foreign peers stopped as runaways (logs past their prediction): {list(result.runaway_stops)}")
     # One contract for every backend (README, "Exit status"): the analysis judges the run,
     # peers' exit codes included; a non-zero exit that a fault explains is not a failure.
     explained = _analyse(plan.run_dir, plots=not args.no_plots)

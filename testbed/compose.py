@@ -47,7 +47,7 @@ from testbed.engine import (
     sparse_state,
 )
 from testbed.faults import FAULT_POLL, FaultScheduler
-from testbed.quiescence import QuietWatch
+from testbed.quiescence import QuietWatch, quiet_watch, stop_message
 from testbed.rendering import (
     EXIT_SLOT,
     EXIT_SLOTS_FROM,
@@ -281,8 +281,7 @@ class ComposeRunner(Runner):
         relist = self.relist if self.relist is not None else relist_interval(len(plan.peers))
         foreign = plan.foreign()
         later = [service_name(p.id) for p in plan.peers if p.id in foreign]
-        self._quiet = QuietWatch(plan.log_dir, {p: plan.spec.implementation_of(p).adapter for p in foreign
-                                                if any(q.id == p for q in plan.peers)})
+        self._quiet = quiet_watch(plan)
         with ContainerWatch(self.client, plan.run_id, relist) as watch:
             t0 = time.monotonic()
             self._up = self.start_up(base, compose_log, *([later] if later else []))
@@ -293,7 +292,8 @@ class ComposeRunner(Runner):
         # The run itself is complete here: a leftover (say, a network the engine says still
         # has endpoints) must not hide its result; the CLI reports it after the analysis.
         return RunResult(exit_codes=codes, duration=self.timings["all_exited"], backend=self.name,
-                         quiescence_stops=tuple(sorted(self._quiet.stopped)))
+                         quiescence_stops=tuple(sorted(self._quiet.stopped)),
+                         runaway_stops=tuple(sorted(self._quiet.runaways)))
 
     def _check_foreign_images(self, plan: RunPlan) -> None:
         """Other implementations' images must be there (no registry: nothing is pulled)."""
@@ -316,8 +316,7 @@ class ComposeRunner(Runner):
         signal_now, kill_now = quiet.due(time.monotonic(), alive, ours_done)
         driver = _ContainerDriver(self, plan.run_id)
         for p, name in signal_now:
-            progress.message(f"compose: peer {p} ({foreign[p]}): no new log line for "
-                             f"{quiet.peers[p].adapter.quiescence:g} s; stopping it ({name})")
+            progress.message(stop_message(quiet, "compose", p, foreign[p], name))
             try:
                 driver.container(p).kill(signal=name)
             except docker.errors.APIError:

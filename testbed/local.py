@@ -35,7 +35,7 @@ from testbed.base import (
     RunResult,
 )
 from testbed.faults import FAULT_POLL, FaultScheduler
-from testbed.quiescence import QuietWatch
+from testbed.quiescence import QuietWatch, quiet_watch, stop_message
 from testbed.signals import signals_ignored
 
 # The directory that holds the ``peer`` package, so ``python -m peer`` works from any cwd.
@@ -94,7 +94,7 @@ class LocalRunner(Runner):
         started = time.monotonic()
         self._driver = _SignalDriver(self, plan, procs, ports, env)
         faults = FaultScheduler(plan.spec.faults, plan.run_dir, self._driver, progress.message)
-        self._quiet = QuietWatch(plan.log_dir, {p: plan.spec.implementation_of(p).adapter for p in foreign})
+        self._quiet = quiet_watch(plan)
         self._start_peers(plan, ports, env, faults, progress)
         self._follow(plan, faults, started, progress)
         return RunResult(
@@ -102,6 +102,7 @@ class LocalRunner(Runner):
             duration=time.monotonic() - started,
             backend=self.name,
             quiescence_stops=tuple(sorted(self._quiet.stopped)),
+            runaway_stops=tuple(sorted(self._quiet.runaways)),
         )
 
     def clean_up(self, plan: RunPlan, progress: Progress) -> str | None:
@@ -213,8 +214,7 @@ class LocalRunner(Runner):
         ours_done = not any(p not in foreign for p in alive)
         signal_now, kill_now = self._quiet.due(time.monotonic(), {p for p in alive if p in foreign}, ours_done)
         for p, name in signal_now:
-            progress.message(f"local: peer {p} ({foreign[p]}): no new log line for "
-                             f"{self._quiet.peers[p].adapter.quiescence:g} s; stopping it ({name})")
+            progress.message(stop_message(self._quiet, "local", p, foreign[p], name))
             self._procs[p].send_signal(signal.Signals[name])
         for p in kill_now:
             self._procs[p].kill()
