@@ -5,7 +5,8 @@ Same CLI as the default adapter (``--id --listen --peer ID=HOST:PORT ... --logs 
 writes only the original log format (``<id>.txt``, ``<id>.traffic.txt``) and exits by itself
 after ``--idle`` seconds without a frame once it authored. The lower id of an edge dials
 (retrying), like ours. ``--broken back``: also forwards every message back to its sender
-(a protocol violation, for the grade's tests); ``--broken silent``: never sends anything.
+(a protocol violation, for the grade's tests); ``--broken silent``: never sends anything;
+``--lax``: logs and forwards frames it should refuse (two lax back-forwarders bounce frames forever).
 """
 
 import argparse
@@ -66,7 +67,8 @@ class Peer:
                 self.last = time.monotonic()
                 self.traffic[nb][0] += 4 + size
                 msg = json.loads(payload)
-                if self.me in msg["hops"] or len(set(msg["hops"])) != len(msg["hops"]) or msg["hops"][-1] != nb:
+                bad = self.me in msg["hops"] or len(set(msg["hops"])) != len(msg["hops"]) or msg["hops"][-1] != nb
+                if bad and not self.args.lax:
                     break  # a protocol error: drop this connection, keep the others
                 os.write(self.log, payload + b"\n")
                 hops = msg["hops"] + [self.me]
@@ -125,6 +127,7 @@ def main():
     p.add_argument("--idle", type=float, default=2.0)
     p.add_argument("--link-deadline", type=float, default=60.0)
     p.add_argument("--broken", choices=["back", "silent"], default=None)
+    p.add_argument("--lax", action="store_true", help="log and forward invalid frames instead of dropping the link")
     asyncio.run(Peer(p.parse_args()).run())
     return 0
 

@@ -68,6 +68,19 @@ def test_a_peer_that_forwards_back_to_its_sender_fails_by_name(tmp_path, capsys)
     assert main(["grade", str(run_dir)]) == 1
 
 
+def test_two_peers_bouncing_frames_forever_are_stopped_as_runaways_and_graded(tmp_path, capsys):
+    storm = adapter(tmp_path, "storm", ["--broken", "back", "--lax"])
+    code, run_dir = run(tmp_path, "-t", "mesh", "-n", "5", "--link-deadline", "3", "--idle", "1",
+                        "--peer-command", f"{sys.executable}:ids=3-4:adapter={storm}")
+    assert code == 1, capsys.readouterr().out
+    exits = json.loads((run_dir / "exits.json").read_text())
+    assert exits["runaway_stops"] == [3, 4]
+    g = {g.name: g for g in grade(run_dir)}["storm"]
+    assert g.verdict == "FAIL"
+    assert g.violations["sent back to a peer already in hops"] > 0  # read from their own logs
+    assert any("runaway" in e for e in g.exits)
+
+
 def test_a_peer_that_never_exits_is_stopped_at_quiescence_and_still_passes(tmp_path, capsys):
     # --idle 600: this peer would wait ten minutes; its adapter says the runner stops it.
     lingering = adapter(tmp_path, "linger", ["--idle", "600"], "mode = \"quiescence\"\nquiescence = 1.5\ngrace = 2")
