@@ -447,6 +447,15 @@ class ComposeRunner(Runner):
                 + f" -- retry with `p2p clean --run {plan.run_id}`")
 
 
+def container_of(client, run_id: str, peer: int):
+    """The container of ``peer`` in run ``run_id``, or None."""
+    try:
+        found = client.containers.list(all=True, filters={"label": [f"{RUN_LABEL}={run_id}", f"{PEER_LABEL}={peer}"]})
+    except docker.errors.NotFound:  # listed, then gone before it was inspected (Compose replaced it)
+        return None
+    return found[0] if found else None
+
+
 class UpInOrder:
     """``docker compose up -d`` of our peers' services, then of ``later`` (other implementations' peers):
     ours listen from their start, so the others' first dials find them. Quacks like the ``Popen`` of a

@@ -12,162 +12,126 @@ every edge of it stay exact). tests/testbed/test_hostile_clients.py fires it at 
 
 from __future__ import annotations
 
-import socket
-import struct
+import dataclasses
+import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from generator.predict import predict
 from generator.spec import RunSpec
-from peer.wire import encode_handshake
+from peer.logfiles import messages_file
+from testbed.base import RunnerError
+from testbed.battery import BatteryResult, Target, connect, fire, first_sender
 
-SILENT_CONNECTIONS = 100
-CONNECT_TIMEOUT = 5.0
+BATTERY = Path(__file__).with_name("battery.py")  # also run inside a container: python3 -c <its text>
 
-
-def connect(addr: tuple[str, int], payload: bytes = b"", close: bool = True) -> socket.socket:
-    """One connection to ``addr``, ``payload`` sent, closed unless ``close`` is False."""
-    s = socket.create_connection(addr, timeout=CONNECT_TIMEOUT)
-    if payload:
-        s.sendall(payload)
-    if close:
-        s.close()
-    return s
-
-
-@dataclass(frozen=True)
-class Target:
-    """The attacked peer: its address, the run's size, an established neighbour and a non-neighbour."""
-
-    addr: tuple[str, int]
-    n: int
-    linked: int | None  # a neighbour whose link is up (None: skip the duplicate-link case)
-    stranger: int | None  # a peer that is no neighbour (None in a mesh)
-
-
-def _cases(t: Target) -> list[tuple[str, Callable[[], None]]]:
-    oversize = struct.pack(">I", 1 << 30) + b"{"
-    cases = [
-        ("unknown peer id in the handshake", lambda: connect(t.addr, encode_handshake(t.n + 99))),
-        ("EOF inside the handshake", lambda: connect(t.addr, b"\x00\x01")),
-        ("frame of 1 GiB announced after an unknown id", lambda: connect(t.addr, encode_handshake(t.n + 98) + oversize)),
-    ]
-    if t.stranger is not None:
-        cases.append(("handshake from a peer that is no neighbour", lambda: connect(t.addr, encode_handshake(t.stranger))))
-    if t.linked is not None:
-        cases.append(("second connection for an established edge, then garbage",
-                      lambda: connect(t.addr, encode_handshake(t.linked) + b"\x00" * 64)))
-    return cases
-
-
-@dataclass
-class BatteryResult:
-    """What each case did: sent, or refused (the peer no longer listened)."""
-
-    sent: list[str] = field(default_factory=list)
-    refused: list[str] = field(default_factory=list)
-    silent_opened: int = 0
-
-
-def fire(target: Target) -> BatteryResult:
-    """Run every case against ``target`` once, then open and close the silent flood."""
-    out = BatteryResult()
-    for name, case in _cases(target):
-        try:
-            case()
-            out.sent.append(name)
-        except OSError:
-            out.refused.append(name)
-    silent = []
-    for _ in range(SILENT_CONNECTIONS):
-        try:
-            silent.append(connect(target.addr, close=False))
-        except OSError:
-            break
-    out.silent_opened = len(silent)
-    time.sleep(0.2)  # let the peer see them all before they go
-    for s in silent:
-        s.close()
-    return out
+__all__ = ["BatteryResult", "Target", "connect", "fire", "hostile_grades"]
 
 
 # ---- p2p grade --hostile ---------------------------------------------------------------------
 
 
-def _first_sender(path: Path) -> int | None:
-    """The sender (last hop) of the first line of a message log: a neighbour whose link is up."""
-    try:
-        with open(path, "rb") as f:
-            line = f.readline()
-    except OSError:
-        return None
-    if not line.endswith(b"\n"):
-        return None
-    hops = line[line.find(b"[") + 1 : line.find(b"]")].split(b",")
-    return int(hops[-1]) if hops and hops[-1].isdigit() else None
-
-
 def hostile_grades(run_dir: Path, grades: list, say: Callable[[str], None], wait: float = 60.0) -> None:
-    """Replay ``run_dir``'s spec locally with the battery fired at one peer of each other implementation;
-    add the outcome to ``grades`` (analysis.grade.ImplGrade of the original run)."""
+    """Replay ``run_dir``'s spec with the battery fired at one peer of each other implementation; add the
+    outcome to ``grades`` (analysis.grade.ImplGrade of the original run). A run of programs replays on the
+    local backend (the battery from here, at the peer's port); a run of images on compose (the battery
+    from a container on the run's network)."""
     from analysis.grade import grade
-    from generator.errors import P2PError
     from testbed.base import Progress, prepare_run, write_exits
-    from testbed.local import LocalRunner
 
     spec = RunSpec.load(run_dir / "spec.json")
-    if any(i.image and not i.program for i in spec.implementations):
-        raise P2PError("--hostile: replays the run with the local backend, which runs programs: the run has "
-                       "an implementation given by an image (--peer-image); not supported yet")
+    images = any(i.image and not i.program for i in spec.implementations)
     graph = spec.graph()
     targets = {impl.name: impl.ids[0] for impl in spec.implementations}
+    if images:
+        from testbed.compose import ComposeRunner
+
+        runner = ComposeRunner.connect()
+        # No stagger on compose: our peers' forwards are held 0.2 s each (emulated latency, counts
+        # unchanged) and every peer idles 5 s at least, so the attacked peer is mid-run when hit.
+        opts = dataclasses.replace(spec.options, latency=spec.options.latency or 0.2,
+                                   idle=max(spec.options.idle, 5.0))
+        spec = dataclasses.replace(spec, options=opts)
+    else:
+        from testbed.local import LocalRunner
+
+        runner = LocalRunner(stagger=0.3)  # peers 0.3 s apart: the attacked peer is mid-run when hit
     plan = prepare_run(spec, run_dir / "hostile", predict(graph, spec.topology))
-    say(f"hostile: replaying {spec.name} in {plan.run_dir}; battery against peer(s) "
+    say(f"hostile: replaying {spec.name} ({runner.name}) in {plan.run_dir}; battery against peer(s) "
         f"{', '.join(f'{p} ({name})' for name, p in targets.items())}")
-    # Peers 0.3 s apart: the attacked peer is mid-run (some links up, some not) when hit.
-    runner = LocalRunner(stagger=0.3)
     box: dict = {}
     thread = threading.Thread(target=lambda: box.setdefault("result", runner.run(plan, Progress(interval=60))))
     thread.start()
     outcomes: dict[str, BatteryResult] = {}
     try:
         for name, p in targets.items():
-            outcomes[name] = _attack_when_linked(plan, runner, graph, p, wait)
+            strangers = [q for q in range(spec.n) if q != p and not graph.has_edge(p, q)]
+            stranger = strangers[0] if strangers else -1
+            aim = _aim_in_network if images else _aim_local
+            outcomes[name] = aim(plan, runner, p, stranger, wait)
     finally:
         thread.join()
+    if "result" not in box:
+        raise RunnerError(f"hostile: the replay {plan.run_dir} did not complete (see above)")
     write_exits(plan.run_dir, box["result"])
     replay = {g.name: g for g in grade(plan.run_dir, attacked=frozenset(targets.values()))}
     for g in grades:
-        if g.name not in targets:
-            continue
-        _judge(g, targets[g.name], outcomes[g.name], replay[g.name])
+        if g.name in targets:
+            _judge(g, targets[g.name], outcomes[g.name], replay[g.name])
 
 
-def _attack_when_linked(plan, runner, graph, p: int, wait: float) -> BatteryResult:
-    """Once peer ``p`` logged its first message (a link is up), fire the battery at its port."""
-    from peer.logfiles import messages_file
+def _aim_local(plan, runner, p: int, stranger: int, wait: float) -> BatteryResult:
+    """From here at the peer's port on 127.0.0.1, once it logged its first message (a link is up)."""
+    end = time.monotonic() + wait
+    while not runner.ports and time.monotonic() < end:
+        time.sleep(0.01)
+    linked = first_sender(str(messages_file(plan.log_dir, p)), wait)
+    return fire(Target(("127.0.0.1", runner.ports[p]), plan.spec.n, linked, None if stranger < 0 else stranger))
+
+
+def _aim_in_network(plan, runner, p: int, stranger: int, wait: float) -> BatteryResult:
+    """From a container of our image on the attacked peer's network (labelled with the run, removed
+    after): it reads the peer's first logged message from the logs mounted read-only, then fires."""
+    from generator.render import RUN_LABEL, container_user, service_name
+    from testbed.compose import container_of
 
     end = time.monotonic() + wait
-    linked = None
-    while time.monotonic() < end and linked is None:
-        linked = _first_sender(messages_file(plan.log_dir, p))
-        if linked is None:
-            time.sleep(0.02)
-    strangers = [q for q in range(plan.spec.n) if q != p and not graph.has_edge(p, q)]
-    target = Target(("127.0.0.1", runner.ports[p]), plan.spec.n, linked, strangers[0] if strangers else None)
-    return fire(target)
+    target = None
+    while target is None and time.monotonic() < end:
+        target = container_of(runner.client, plan.run_id, p)
+        if target is None or target.status != "running":
+            target = None
+            time.sleep(0.05)
+    if target is None:
+        raise RunnerError(f"hostile: peer {p}'s container never ran")
+    network = next(iter(target.attrs["NetworkSettings"]["Networks"]))
+    user = container_user()
+    box = runner.client.containers.run(
+        runner.image, entrypoint=["python3", "-c", BATTERY.read_text(), service_name(p), str(plan.spec.port),
+                                  str(plan.spec.n), str(stranger), f"/logs/{p}.txt", str(wait)],
+        network=network, labels={RUN_LABEL: plan.run_id}, user=f"{user[0]}:{user[1]}", detach=True,
+        volumes={str(plan.log_dir.resolve()): {"bind": "/logs", "mode": "ro"}})
+    try:
+        code = box.wait(timeout=wait + 60).get("StatusCode")
+        out = box.logs(stdout=True, stderr=True).decode(errors="replace").strip()
+    finally:
+        box.remove(force=True)
+    if code != 0:
+        raise RunnerError(f"hostile: the battery container exited {code}: {out[-2000:]}")
+    return BatteryResult(**json.loads(out.splitlines()[-1]))
 
 
 def _judge(g, p: int, battery: BatteryResult, replay) -> None:
-    """Into the original grade: the replay's verdict for the attacked implementation, and what was sent."""
+    """Into the original grade: the replay's verdict for the attacked implementation, and what was sent.
+    A battery cut short (the peer no longer listened: it may simply have finished) certifies nothing."""
     g.hostile = {"peer": p, "sent": battery.sent, "refused": battery.refused,
                  "silent_connections": battery.silent_opened, "replay_verdict": replay.verdict,
                  "replay_reasons": replay.reasons}
     if battery.refused:
-        g.hostile_problems.append(f"peer {p} stopped listening during the battery (refused: "
-                                  f"{', '.join(battery.refused)})")
+        g.checked = False
+        g.notes.append(f"hostile battery incomplete: peer {p} no longer listened for "
+                       f"{', '.join(battery.refused)} (finished already?): not shown to survive them")
     for reason in replay.reasons:
         g.hostile_problems.append(f"under attack: {reason}")
