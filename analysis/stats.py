@@ -23,6 +23,7 @@ from analysis._util import AnalysisError, fmt_int
 from analysis.explain import FaultContext, fault_context
 from analysis.model import Analysis, Edge
 from analysis.text import format_summary  # noqa: F401 - re-exported: the public entry
+from generator.adapter import OURS
 from generator.errors import P2PError
 from generator.predict import Flow, Prediction, PredictionTooLarge, predict, with_restarts
 from generator.spec import RunSpec
@@ -285,12 +286,19 @@ def _per_peer(w: _Work) -> None:
             "errors": sum(_count(r) for r in ev.errors) if ev.exists else None,
             "exit_reason": summ.get("exit_reason"), "duration": summ.get("duration"),
             "view_edges": len(w.views[p]), "view_missing": len(d.missing), "view_extra": len(d.extra),
+            # Which implementation played this peer (spec.json "implementations"; "p2p": ours).
+            "implementation": _implementation(w.spec, p),
         })
         for dis in _cross_check(p, pl, w.observed, pl.messages.deliveries, pl.messages.bytes, out):
             nb = dis["nbr"]
             dis["explained_by"] = w.ctx.link(p, nb) if nb is not None else (
                 w.ctx.peer_fault(p) or next(filter(None, (w.ctx.link(p, x) for x in _nbrs(w.graph, p))), None))
             w.disagreements.append(dis)
+
+
+def _implementation(spec: RunSpec | None, p: int) -> str:
+    impl = spec.implementation_of(p) if spec is not None else None
+    return impl.name if impl is not None else OURS
 
 
 def _file_problems(w: _Work, pl: L.PeerLogs) -> None:

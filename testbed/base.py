@@ -15,6 +15,7 @@ from pathlib import Path
 
 import networkx as nx
 
+from generator.adapter import neighbour_list
 from generator.errors import P2PError
 from generator.predict import Prediction
 from generator.spec import RunSpec
@@ -90,9 +91,7 @@ class RunPlan:
             "link_deadline": show_float(opts.link_deadline_for(spec.n)),
             "expect": "" if peer.expect is None else str(peer.expect),
             "seed": "" if spec.seed is None else str(spec.seed), "protocol": spec.protocol,
-            "neighbour_list": ",".join(f"{nb}={h}:{p}" for nb, (h, p) in sorted(neighbours.items()))
-            if impl is None else impl.adapter.neighbour_separator.join(
-                f"{nb}={h}:{p}" for nb, (h, p) in sorted(neighbours.items())),
+            "neighbour_list": neighbour_list(neighbours, impl.adapter.neighbour_separator if impl else ","),
         }
         return values, neighbours
 
