@@ -178,8 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_foreign_args(run: argparse.ArgumentParser) -> None:
     """--peer-image, --peer-command, --peer-adapter (docs/bring-your-own-peer.md)."""
     run.add_argument("--peer-image", action="append", metavar="IMAGE[:ids=0-4][:adapter=FILE]",
-                     help="run these peers (default: all) from another implementation's image (compose, swarm), "
-                          "started as its adapter says; repeatable; the rest run our peer")
+                     help="run these peers (default: all) from another implementation's image (compose; not "
+                          "swarm yet), started as its adapter says; repeatable; the rest run our peer "
+                          "(docs/bring-your-own-peer.md)")
     run.add_argument("--peer-command", action="append", metavar="PATH[:ids=0-4][:adapter=FILE]",
                      help="the same on the local backend: this program instead of the adapter's command[0]")
     run.add_argument("--peer-adapter", type=Path, metavar="FILE",
@@ -225,8 +226,9 @@ def _add_grade_parser(sub) -> None:
                                      "See docs/bring-your-own-peer.md.")
     grd.add_argument("run_dir", nargs="?", type=Path, default=Path("runs/latest"), help="default runs/latest")
     grd.add_argument("--hostile", action="store_true",
-                     help="also run the hostile-input battery against one peer of each foreign implementation "
-                          "(local backend: the peer is started again from spec.json) and include the outcome")
+                     help="also replay the run (into RUN_DIR/hostile/) with the hostile-input battery fired at "
+                          "one peer of each other implementation mid-run (local backend for programs, compose for "
+                          "images) and include the outcome: it must survive with its counts exact")
     grd.set_defaults(func=cmd_grade)
 
 
