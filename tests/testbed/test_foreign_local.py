@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from analysis.grade import format_grade, grade
+from analysis.live import LiveSetup, LiveState
 from testbed.cli import main
 
 SCRIPT = Path(__file__).with_name("foreign_peer.py")
@@ -46,6 +47,9 @@ def test_mixed_mesh_is_exact_and_both_implementations_pass(tmp_path, capsys):
     assert {n: g.verdict for n, g in grades.items()} == {"p2p": "PASS", "pyfor": "PASS"}
     assert (grades["pyfor"].received, grades["pyfor"].expected) == (128, 128)
     assert "pyfor (peers 3-4): PASS" in out
+    # The live page's state of the finished run (p2p watch) counts the other implementation's peers too.
+    snap = LiveState(LiveSetup.load(run_dir)).snapshot(fresh=True)
+    assert (snap["ended"], snap["deliveries"], snap["bytes"]) == (True, 320, 8680)
 
 
 def test_a_peer_that_forwards_back_to_its_sender_fails_by_name(tmp_path, capsys):
