@@ -26,7 +26,7 @@ from generator.expect import DEFAULT_LIMIT, expect_for
 from generator.networks import map_positions
 from generator.predict import Prediction
 from generator.spec import RunSpec
-from peer.logfiles import events_file, messages_file
+from peer.logfiles import events_file, messages_file, traffic_file
 
 STATES = ("starting", "linked", "flooding", "done", "failed")
 # A peer ended well when it got what it expected, or went idle / was stopped at the end of the run.
@@ -49,6 +49,9 @@ class LiveSetup:
     expect_total: int | None
     exact: bool  # the prediction is exact (else an upper bound, or none)
     swarm: bool  # logs arrive only at the end
+    # Peers of other implementations (spec.json "implementations"): no events log, so their message
+    # log is followed as it grows and their traffic file (written at exit) says they are done.
+    foreign: frozenset[int] = frozenset()
 
     @classmethod
     def of(cls, run_dir: Path, spec: RunSpec, prediction: Prediction | None, swarm: bool = False) -> LiveSetup:
@@ -64,6 +67,7 @@ class LiveSetup:
             expect_total=prediction.deliveries if prediction is not None else None,
             exact=prediction is not None and spec.exactly_predictable,
             swarm=swarm,
+            foreign=frozenset(p for impl in spec.implementations for p in impl.ids),
         )
 
     @classmethod
@@ -156,8 +160,12 @@ class LiveState:
                     self._fault_fired(rec)
         # The message logs are read only once every peer is done or failed: reading them while
         # the peers write them cost the run time (bench/live.py, docs/benchmarks.md).
+        for p in self.setup.foreign:
+            self._follow_foreign(self._peers[p], p)
         ended = all(x.state in ("done", "failed") for x in self._peers.values())
-        for peer in self._peers.values():
+        for p, peer in self._peers.items():
+            if p in self.setup.foreign:
+                continue
             if ended:
                 for data, end in peer.messages.chunks():
                     _count_senders(peer.frames, peer.nbytes, data[:end])
@@ -167,6 +175,18 @@ class LiveState:
                 peer.delivered = peer.recv
             if peer.state in ("starting", "linked") and peer.delivered:
                 peer.state = "flooding"
+
+    def _follow_foreign(self, peer: _Peer, p: int) -> None:
+        """A peer of another implementation: its message log as it grows (a few peers: cheap), done
+        once its traffic file is there (the original format writes it at exit)."""
+        for data, end in peer.messages.chunks():
+            _count_senders(peer.frames, peer.nbytes, data[:end])
+        peer.logs_read = True
+        peer.delivered = peer.recv = int(peer.frames.sum())
+        if peer.delivered and peer.state in ("starting", "linked"):
+            peer.state = "flooding"
+        if traffic_file(self.setup.run_dir / "logs", p).exists():
+            peer.state, peer.exit_reason = "done", peer.exit_reason or "exited"
 
     def _fault_fired(self, rec: dict[str, Any]) -> None:
         """A killed peer writes no summary: it is failed (until a restart's ``start`` record)."""

@@ -23,6 +23,7 @@ from analysis._util import AnalysisError, fmt_int
 from analysis.explain import FaultContext, fault_context
 from analysis.model import Analysis, Edge
 from analysis.text import format_summary  # noqa: F401 - re-exported: the public entry
+from generator.adapter import OURS
 from generator.errors import P2PError
 from generator.predict import Flow, Prediction, PredictionTooLarge, predict, with_restarts
 from generator.spec import RunSpec
@@ -285,6 +286,8 @@ def _per_peer(w: _Work) -> None:
             "errors": sum(_count(r) for r in ev.errors) if ev.exists else None,
             "exit_reason": summ.get("exit_reason"), "duration": summ.get("duration"),
             "view_edges": len(w.views[p]), "view_missing": len(d.missing), "view_extra": len(d.extra),
+            # Which implementation played this peer (spec.json "implementations"; "p2p": ours).
+            "implementation": _implementation(w.spec, p),
         })
         for dis in _cross_check(p, pl, w.observed, pl.messages.deliveries, pl.messages.bytes, out):
             nb = dis["nbr"]
@@ -293,10 +296,19 @@ def _per_peer(w: _Work) -> None:
             w.disagreements.append(dis)
 
 
+def _implementation(spec: RunSpec | None, p: int) -> str:
+    impl = spec.implementation_of(p) if spec is not None else None
+    return impl.name if impl is not None else OURS
+
+
 def _file_problems(w: _Work, pl: L.PeerLogs) -> None:
     msg, ev, tr = pl.messages, pl.events, pl.traffic
     if not msg.exists:
         w.problems.append(L.LogProblem(msg.file, None, "missing: this peer logged no messages file"))
+    if w.spec is not None and w.spec.implementation_of(pl.peer) is not None:
+        # Another implementation writes the original format only (its adapter says so): no events
+        # log, and its traffic file is checked against what its neighbours logged (_cross_check).
+        return
     if w.found.events and not w.original:
         if not ev.exists:
             w.problems.append(L.LogProblem(ev.file, None, "missing events log"))
@@ -465,6 +477,7 @@ def _exits(run_dir: Path, ctx: FaultContext, link_failures: list[dict[str, Any]]
     try:
         data = json.loads((run_dir / EXITS_FILE).read_text())
         codes = data["exit_codes"]
+        quiet = set(data.get("quiescence_stops") or ())
     except (OSError, ValueError, KeyError, TypeError):
         return []
     out = []
@@ -472,7 +485,8 @@ def _exits(run_dir: Path, ctx: FaultContext, link_failures: list[dict[str, Any]]
         if code == 0 or not str(key).isdigit():
             continue
         p = int(key)
-        why = ctx.peer_fault(p)
+        # A foreign peer stopped by the runner when its logs went quiet (its adapter's exit rule).
+        why = ctx.peer_fault(p) or ("stopped at quiescence (adapter exit rule)" if p in quiet else None)
         if why is None and code == 2:
             mine = [lf for lf in link_failures if lf["peer"] == p]
             if mine and all(lf.get("explained_by") for lf in mine):

@@ -28,6 +28,7 @@ from generator.errors import P2PError
 IMAGE = "p2p-peer:latest"
 RUN_LABEL = "p2p.run"
 PEER_LABEL = "p2p.peer"
+IMPL_LABEL = "p2p.impl"
 MAX_PER_NETWORK = 1000
 CONTAINER_UID = 10001
 _PROJECT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
@@ -44,6 +45,13 @@ class PeerService:
     id: int
     neighbours: tuple[int, ...]
     command: tuple[str, ...]
+    # Another implementation's peer (generator/adapter.py): its image and program (the entrypoint),
+    # its environment, where it writes its logs inside the container, and its name (a label).
+    image: str = ""
+    entrypoint: tuple[str, ...] = ()
+    environment: tuple[tuple[str, str], ...] = ()
+    log_target: str = "/logs"
+    implementation: str = ""
 
 
 def service_name(peer: int) -> str:
@@ -154,6 +162,7 @@ def render_compose(
         pids_limit=pids_limit,
         run_label=RUN_LABEL,
         peer_label=PEER_LABEL,
+        impl_label=IMPL_LABEL,
     )
 
 

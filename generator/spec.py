@@ -19,6 +19,7 @@ from typing import Any
 
 import networkx as nx
 
+from generator.adapter import Implementation
 from generator.errors import SpecError, TopologyError
 from generator.faults import Fault, exactly_predictable, surviving_graph
 from generator.networks import link_latencies
@@ -249,6 +250,8 @@ class RunSpec:
     faults: tuple[Fault, ...] = ()
     params: tuple[tuple[str, Any], ...] = ()  # a mapping is accepted and normalised
     allow_disconnected: bool = False
+    # Peers played by other implementations (--peer-image, --peer-command); the rest run ours.
+    implementations: tuple[Implementation, ...] = ()
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -261,8 +264,26 @@ class RunSpec:
         if fam is None:
             raise SpecError(f"unknown topology {self.topology!r}; known: {', '.join(sorted(FAMILIES))}")
         object.__setattr__(self, "params", self._normalise_params(fam))
+        self._check_implementations()
         if self.seed is None and (fam.random or _PROTOCOL_CLASSES[self.protocol].uses_seed):
             object.__setattr__(self, "seed", self._draw_seed(fam))
+
+    def _check_implementations(self) -> None:
+        impls = tuple(i if isinstance(i, Implementation) else Implementation.from_dict(i)
+                      for i in self.implementations)
+        object.__setattr__(self, "implementations", impls)
+        seen: dict[int, str] = {}
+        for impl in impls:
+            for p in impl.ids:
+                if not 0 <= p < self.n:
+                    raise SpecError(f"implementation {impl.name}: peer {p} is not in the run (ids 0..{self.n - 1})")
+                if p in seen:
+                    raise SpecError(f"implementation {impl.name}: peer {p} is already played by {seen[p]}")
+                seen[p] = impl.name
+
+    def implementation_of(self, peer: int) -> Implementation | None:
+        """The foreign implementation that plays ``peer``; None: our own peer."""
+        return next((i for i in self.implementations if peer in i.ids), None)
 
     def _draw_seed(self, fam) -> int:
         """A seed for a spec that has none. For a random family that must be connected, a
@@ -395,6 +416,9 @@ class RunSpec:
             data["options"]["peer"] = dict(self.options.peer)
         if self.options.latency_from is None:  # likewise absent unless --latency-from was given
             del data["options"]["latency_from"]
+        del data["implementations"]  # absent when empty, as above
+        if self.implementations:
+            data["implementations"] = [i.to_dict() for i in self.implementations]
         return data
 
     def to_json(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import sys
@@ -14,10 +15,11 @@ from pathlib import Path
 
 import networkx as nx
 
+from generator.adapter import neighbour_list
 from generator.errors import P2PError
 from generator.predict import Prediction
 from generator.spec import RunSpec
-from peer.config import argv_of, parse_address
+from peer.config import argv_of, parse_address, show_float
 from peer.emulation import SHAPE_KEYS
 from testbed.signals import sigterm_interrupts
 
@@ -33,6 +35,7 @@ class PeerPlan:
     id: int
     neighbours: tuple[int, ...]
     expect: int | None
+    expect_bytes: int | None = None  # the bytes of those deliveries (a foreign peer's runaway budget)
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,26 @@ class RunPlan:
                 values[key] = value
         return argv_of(values)
 
+    def foreign_values(self, peer: PeerPlan, address: Callable[[int], str], listen: tuple[str, int],
+                       log_dir: str) -> tuple[dict[str, str], dict[int, tuple[str, int]]]:
+        """The placeholders of a foreign peer's adapter (generator/adapter.py) and its neighbours' addresses."""
+        spec, opts = self.spec, self.spec.options
+        impl = spec.implementation_of(peer.id)
+        neighbours = {nb: parse_address(address(nb)) for nb in peer.neighbours}
+        values = {
+            "id": str(peer.id), "n": str(spec.n), "host": listen[0], "port": str(listen[1]),
+            "listen": f"{listen[0]}:{listen[1]}", "log_dir": log_dir, "idle": show_float(opts.idle),
+            "link_deadline": show_float(opts.link_deadline_for(spec.n)),
+            "expect": "" if peer.expect is None else str(peer.expect),
+            "seed": "" if spec.seed is None else str(spec.seed), "protocol": spec.protocol,
+            "neighbour_list": neighbour_list(neighbours, impl.adapter.neighbour_separator if impl else ","),
+        }
+        return values, neighbours
+
+    def foreign(self) -> dict[int, str]:
+        """Peer id -> the name of the foreign implementation that plays it (ours are absent)."""
+        return {p: impl.name for impl in self.spec.implementations for p in impl.ids}
+
 
 @dataclass
 class RunResult:
@@ -89,6 +112,10 @@ class RunResult:
     # The run completed, but some of its engine objects could not be removed (what and how
     # to retry); the logs and the analysis stand.
     cleanup_problem: str | None = None
+    # Foreign peers the runner stopped because their logs went quiet (adapter exit rule), and
+    # because their logs outgrew their prediction (testbed/quiescence.py, runaways).
+    quiescence_stops: tuple[int, ...] = ()
+    runaway_stops: tuple[int, ...] = ()
 
     @property
     def failed_peers(self) -> list[int]:
@@ -178,6 +205,19 @@ class Runner(ABC):
         return result
 
 
+def write_exits(run_dir: Path, result: RunResult) -> None:
+    """Keep the peers' exit codes in the run directory, so `p2p analyse` judges them as `p2p run` does."""
+    data = {"backend": result.backend,
+            "exit_codes": {str(p): code for p, code in sorted(result.exit_codes.items())}}
+    if getattr(result, "quiescence_stops", ()):
+        # Foreign peers the runner stopped when their logs went quiet (their adapter's rule): their
+        # exit code is the stop signal's, not a failure.
+        data["quiescence_stops"] = list(result.quiescence_stops)
+    if getattr(result, "runaway_stops", ()):
+        data["runaway_stops"] = list(result.runaway_stops)  # stopped for outgrowing their prediction: a failure
+    (run_dir / "exits.json").write_text(json.dumps(data, indent=1) + "\n")
+
+
 def new_run_id(spec: RunSpec) -> str:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return f"{spec.name}-{stamp}-{secrets.token_hex(2)}"
@@ -204,19 +244,11 @@ def prepare_run(spec: RunSpec, runs_root: Path, prediction: Prediction | None, r
             id=p,
             neighbours=tuple(sorted(graph.neighbors(p))),
             expect=received[p].frames if p in received else None,
+            expect_bytes=received[p].bytes if p in received else None,
         )
         for p in sorted(graph.nodes)
     )
     return RunPlan(spec=spec, run_id=run_id, run_dir=run_dir, peers=peers, graph=graph)
-
-
-def write_exits(run_dir: Path, result: RunResult) -> None:
-    """Keep the peers' exit codes in the run directory, so `p2p analyse` judges them as `p2p run` does."""
-    import json
-
-    data = {"backend": result.backend,
-            "exit_codes": {str(p): code for p, code in sorted(result.exit_codes.items())}}
-    (run_dir / "exits.json").write_text(json.dumps(data, indent=1) + "\n")
 
 
 def update_latest(runs_root: Path, run_id: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import os
 import sys
@@ -10,6 +11,7 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
+from generator.adapter import implementations_from_cli
 from generator.errors import P2PError
 from generator.expect import DEFAULT_LIMIT, expect_for
 from generator.faults import Fault
@@ -60,9 +62,15 @@ def _spec_from(args: argparse.Namespace) -> RunSpec:
     chosen["link_shapes"] = tuple(getattr(args, "link_shape", None) or ())
     opts = PeerOptions.from_cli(getattr(args, "peer_option", None), **{k: v for k, v in chosen.items() if v not in (None, ())})
     faults = tuple(Fault.parse(f) for f in getattr(args, "fault", None) or ())
-    return RunSpec.parse(args.topology, args.n, protocol=args.protocol, seed=args.seed, options=opts, faults=faults,
+    spec = RunSpec.parse(args.topology, args.n, protocol=args.protocol, seed=args.seed, options=opts, faults=faults,
                          params=parse_params(getattr(args, "param", [])),
                          allow_disconnected=getattr(args, "allow_disconnected", False))
+    impls = implementations_from_cli(getattr(args, "peer_image", None), getattr(args, "peer_command", None),
+                                     getattr(args, "peer_adapter", None), spec.n)
+    if impls and faults:
+        raise P2PError("--fault with --peer-image/--peer-command: faults on runs with other implementations "
+                       "are not supported yet")
+    return dataclasses.replace(spec, implementations=impls) if impls else spec
 
 
 def writable_dir_problem(path: Path) -> str | None:
@@ -137,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="shape links with the kernel's netem instead (refused where the kernel lacks sch_netem)")
     run.add_argument("--fault", action="append", metavar="ACTION:TARGETS@WHEN",
                      help=FAULT_HELP)
+    _add_foreign_args(run)
     run.add_argument("--live", nargs="?", type=int, const=LIVE_PORT, default=None, metavar="PORT",
                      help=f"serve a live page of the run (and /metrics) on 127.0.0.1:PORT (default {LIVE_PORT}; "
                           "0: any free port); it stays up with the final state until Ctrl-C")
@@ -178,10 +187,45 @@ def build_parser() -> argparse.ArgumentParser:
     _add_clean_parser(sub)
 
     _add_watch_parser(sub)
+    _add_grade_parser(sub)
     _add_topologies_parser(sub)
     add_sweep_parser(sub)
     add_rerun_parser(sub)
     return parser
+
+
+
+
+def _add_foreign_args(run: argparse.ArgumentParser) -> None:
+    """--peer-image, --peer-command, --peer-adapter (docs/bring-your-own-peer.md)."""
+    run.add_argument("--peer-image", action="append", metavar="IMAGE[:ids=0-4][:adapter=FILE]",
+                     help="run these peers (default: all) from another implementation's image (compose; not "
+                          "swarm yet), started as its adapter says; repeatable; the rest run our peer "
+                          "(docs/bring-your-own-peer.md)")
+    run.add_argument("--peer-command", action="append", metavar="PATH[:ids=0-4][:adapter=FILE]",
+                     help="the same on the local backend: this program instead of the adapter's command[0]")
+    run.add_argument("--peer-adapter", type=Path, metavar="FILE",
+                     help="adapter (TOML) of the other implementation: how to pass id, listen address, neighbours "
+                          "and log dir, when it exits, its log format (default: --id/--listen/--peer/--logs/"
+                          "--idle/--link-deadline flags, original logs, exits by itself); alone: its image or "
+                          "command plays every peer")
+
+
+def _check_foreign_backend(spec: RunSpec, runner: Runner) -> None:
+    """An image needs containers, a program the local backend."""
+    if spec.implementations and runner.name == "swarm":
+        raise P2PError("--peer-image on swarm: not supported yet (swarm peers hand their logs to the run's "
+                       "collector at exit, which another implementation cannot); use --backend compose")
+    for impl in spec.implementations:
+        if runner.name == "local" and not impl.program and impl.image:
+            raise P2PError(f"--peer-image {impl.image}: the local backend runs programs, not images; "
+                           "use --backend compose|swarm, or --peer-command PATH")
+        if runner.name != "local" and impl.program:
+            raise P2PError(f"--peer-command {impl.program}: only the local backend runs programs; "
+                           "with --backend compose|swarm use --peer-image IMAGE")
+        if runner.name != "local" and not impl.image:
+            raise P2PError(f"implementation {impl.name}: no image (--peer-image IMAGE, or image = \"...\" "
+                           "in the adapter)")
 
 
 def _add_clean_parser(sub) -> None:
@@ -220,6 +264,22 @@ def _add_compare_parser(sub) -> None:
     cmp_.set_defaults(func=cmd_compare)
 
 
+def _add_grade_parser(sub) -> None:
+    """`p2p grade RUN_DIR [--hostile]`."""
+    grd = sub.add_parser("grade", help="judge each implementation of a run (ours and --peer-image/--peer-command)",
+                         description="Per implementation: exact counts per receiver and per edge against the "
+                                     "prediction, duplicates, protocol violations (charged to the sender's "
+                                     "implementation), link set-up problems, exits; one PASS/FAIL verdict each. "
+                                     "Writes RUN_DIR/grade.json; exit status 0 when every one passes, else 1. "
+                                     "See docs/bring-your-own-peer.md.")
+    grd.add_argument("run_dir", nargs="?", type=Path, default=Path("runs/latest"), help="default runs/latest")
+    grd.add_argument("--hostile", action="store_true",
+                     help="also replay the run (into RUN_DIR/hostile/) with the hostile-input battery fired at "
+                          "one peer of each other implementation mid-run (local backend for programs, compose for "
+                          "images) and include the outcome: it must survive with its counts exact")
+    grd.set_defaults(func=cmd_grade)
+
+
 def _add_watch_parser(sub) -> None:
     """`p2p watch RUN_DIR [--port P]`."""
     wat = sub.add_parser("watch", help="serve the live page (and /metrics) of a run directory, running or finished",
@@ -249,7 +309,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if prediction is not None:
         progress.message(f"{spec.name} ({spec.protocol}): predicted {prediction.deliveries:,} deliveries, "
                          f"{prediction.bytes:,} bytes")
-    runner = choose_runner(args.backend, progress)
+    backend = args.backend
+    if backend == "auto" and spec.implementations:  # a program runs locally, an image in containers
+        backend = "local" if any(i.program or not i.image for i in spec.implementations) else "auto"
+    runner = choose_runner(backend, progress)
+    _check_foreign_backend(spec, runner)
     if args.repeat > 1:
         from testbed.repeat import cmd_run_repeat
 
@@ -279,9 +343,19 @@ def _run_and_judge(args: argparse.Namespace, runner: Runner, plan: RunPlan, prog
     if result.failed_peers:
         progress.message(f"peers with a non-zero exit code: {result.failed_peers} (the analysis says why)")
     write_exits(plan.run_dir, result)
+    if result.quiescence_stops:
+        progress.message(f"foreign peers stopped at quiescence: {list(result.quiescence_stops)}")
+    if result.runaway_stops:
+        progress.message(f"foreign peers stopped as runaways (logs past their prediction): {list(result.runaway_stops)}")
     # One contract for every backend (README, "Exit status"): the analysis judges the run,
     # peers' exit codes included; a non-zero exit that a fault explains is not a failure.
     explained = _analyse(plan.run_dir, plots=not args.no_plots)
+    if plan.spec.implementations:  # a run with another implementation is graded, each one on its own
+        from analysis.grade import format_grade, grade
+
+        grades = grade(plan.run_dir)
+        print("\ngrade (p2p grade " + str(plan.run_dir) + "):\n" + format_grade(grades))
+        explained = explained and all(g.verdict == "PASS" for g in grades)
     if not explained:
         code = EXIT_MISMATCH
     else:
@@ -302,6 +376,24 @@ def _wait_for_interrupt() -> None:
             threading.Event().wait()
         except KeyboardInterrupt:
             pass
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    from analysis.grade import format_grade, grade
+
+    if not (args.run_dir / "spec.json").is_file():
+        raise P2PError(f"no run directory at {args.run_dir} (no spec.json): name one, e.g. runs/<run-id>")
+    grades = grade(args.run_dir.resolve())
+    if args.hostile:
+        import json
+
+        from testbed.hostile import hostile_grades
+
+        hostile_grades(args.run_dir.resolve(), grades, lambda text: print(text, file=sys.stderr))
+        data = {"run_id": args.run_dir.resolve().name, "implementations": [g.to_dict() for g in grades]}
+        (args.run_dir / "grade.json").write_text(json.dumps(data, indent=1) + "\n")
+    print(format_grade(grades))
+    return 0 if all(g.verdict == "PASS" for g in grades) else EXIT_MISMATCH
 
 
 def cmd_watch(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +23,7 @@ from pathlib import Path
 import docker.errors
 
 from analysis.follow import DeliveryCounter, read_progress
-from generator.render import IMAGE, PEER_LABEL, RUN_LABEL, container_user, project_name, write_compose
+from generator.render import IMAGE, PEER_LABEL, RUN_LABEL, container_user, project_name, service_name, write_compose
 from peer.logfiles import stderr_file
 from testbed.base import (
     Progress,
@@ -46,6 +47,7 @@ from testbed.engine import (
     sparse_state,
 )
 from testbed.faults import FAULT_POLL, FaultScheduler
+from testbed.quiescence import QuietWatch, quiet_watch, stop_message
 from testbed.rendering import (
     EXIT_SLOT,
     EXIT_SLOTS_FROM,
@@ -129,6 +131,7 @@ class ComposeRunner(Runner):
         # What clean-up must remove: `up -d` once started, the project once its file is written.
         self._up: subprocess.Popen | StagedStart | None = None
         self._base: list[str] | None = None
+        self._quiet = QuietWatch(Path("."), {})
         #: seconds after `up -d` was started: up_returned, all_started, all_exited; down (its own duration)
         self.timings: dict[str, float] = {}
 
@@ -155,14 +158,17 @@ class ComposeRunner(Runner):
         """Build the peer image when its sources changed (docker/build-image.sh), streaming its output."""
         ensure_image(self.client, self.image, self.build_script, progress, self.popen)
 
-    def start_up(self, base: list[str], log: Path) -> subprocess.Popen | StagedStart:
+    def start_up(self, base: list[str], log: Path, later: Sequence[str] = ()) -> subprocess.Popen | StagedStart:
         """Bring the project up in the background, output appended to ``log``.
 
         With ``start_parallel`` set: ``up -d --no-start`` and then container starts, that many
-        at a time (``StagedStart``); else a plain ``docker compose up -d``.
+        at a time (``StagedStart``); else a plain ``docker compose up -d``. ``later``: services
+        (other implementations' peers) started only once the others are (``UpInOrder``).
         """
         with open(log, "ab") as out:
             try:
+                if later:
+                    return UpInOrder(self.popen, base, log, later)
                 if self.start_parallel:
                     return StagedStart(self.client, self.popen, base, log, self.current_run_id, self.start_parallel)
                 return self.popen([*base, "up", "-d"], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
@@ -262,6 +268,7 @@ class ComposeRunner(Runner):
         for note in compose_notes(plan.spec):
             progress.message(note)
         self.ensure_image(progress)
+        self._check_foreign_images(plan)
         user = container_user()
         write_compose(
             render_plan(plan, compose_file, project, user=user, image=self.image, mem_limit=self.mem_limit,
@@ -272,16 +279,50 @@ class ComposeRunner(Runner):
         self._base = base
         progress.message(f"compose: project {project}, {compose_file}")
         relist = self.relist if self.relist is not None else relist_interval(len(plan.peers))
+        foreign = plan.foreign()
+        later = [service_name(p.id) for p in plan.peers if p.id in foreign]
+        self._quiet = quiet_watch(plan)
         with ContainerWatch(self.client, plan.run_id, relist) as watch:
             t0 = time.monotonic()
-            self._up = self.start_up(base, compose_log)
+            self._up = self.start_up(base, compose_log, *([later] if later else []))
             self._wait(plan, self._up, compose_log, t0, progress, watch)
         t = time.monotonic()
         codes = self.collect(plan)
         self.timings["collect"] = time.monotonic() - t
         # The run itself is complete here: a leftover (say, a network the engine says still
         # has endpoints) must not hide its result; the CLI reports it after the analysis.
-        return RunResult(exit_codes=codes, duration=self.timings["all_exited"], backend=self.name)
+        return RunResult(exit_codes=codes, duration=self.timings["all_exited"], backend=self.name,
+                         quiescence_stops=tuple(sorted(self._quiet.stopped)),
+                         runaway_stops=tuple(sorted(self._quiet.runaways)))
+
+    def _check_foreign_images(self, plan: RunPlan) -> None:
+        """Other implementations' images must be there (no registry: nothing is pulled)."""
+        for impl in plan.spec.implementations:
+            try:
+                self.client.images.get(impl.image)
+            except docker.errors.ImageNotFound:
+                raise RunnerError(f"image {impl.image} ({impl.name}) is not on this engine: build or load it first "
+                                  "(nothing is pulled)") from None
+
+    def stop_quiet(self, plan: RunPlan, quiet: QuietWatch, states: dict, progress: Progress,
+                   go: float | None) -> None:
+        """Once the start barrier fell (``go``), stop the other implementations' peers whose logs
+        went quiet (testbed/quiescence.py)."""
+        if go is None or not quiet.peers:
+            return
+        foreign = plan.foreign()
+        alive = {p for p in foreign if states.get(p) == "running"}
+        ours_done = all(states.get(p.id) in EXITED_STATES for p in plan.peers if p.id not in foreign)
+        signal_now, kill_now = quiet.due(time.monotonic(), alive, ours_done)
+        driver = _ContainerDriver(self, plan.run_id)
+        for p, name in signal_now:
+            progress.message(stop_message(quiet, "compose", p, foreign[p], name))
+            try:
+                driver.container(p).kill(signal=name)
+            except docker.errors.APIError:
+                pass  # exited meanwhile
+        for p in kill_now:
+            driver.kill(p)
 
     def interrupted(self, plan: RunPlan) -> str:
         return f"removing the containers of {plan.run_id}"
@@ -321,10 +362,8 @@ class ComposeRunner(Runner):
             started = sum(s in STARTED_STATES for s in states.values())
             exited = [p for p, s in states.items() if s in EXITED_STATES]
             if started >= n and "all_started" not in self.timings:
-                self.timings["all_started"] = now - t0
-                (plan.log_dir / START_FILE).touch()  # the start barrier: every peer may dial now
-                go = now
-                faults.start_clock(go)
+                go = self._barrier(plan, faults, now, t0)
+            self.stop_quiet(plan, self._quiet, states, progress, go)
             if rc == 0 and len(exited) >= n:
                 states = watch.states(now, force=True)  # events said so; a listing confirms
                 if sum(s in EXITED_STATES for s in states.values()) >= n:
@@ -363,6 +402,15 @@ class ComposeRunner(Runner):
                 _poll_faults_until(wake, faults, counter, delivered, fast_poll)
             time.sleep(max(0.0, wake - time.monotonic()))
 
+    def _barrier(self, plan: RunPlan, faults: FaultScheduler, now: float, t0: float) -> float:
+        """Every container started: let the peers dial (the start barrier), start the fault clock and
+        the other implementations' quiet clocks. Returns the time zero of the run's timeline."""
+        self.timings["all_started"] = now - t0
+        (plan.log_dir / START_FILE).touch()  # the start barrier: every peer may dial now
+        faults.start_clock(now)
+        self._quiet.restart_clock(now)
+        return now
+
     def _cleanup(self, plan: RunPlan, base: list[str] | None, up: subprocess.Popen | None, log: Path,
                  progress: Progress) -> str | None:
         """Stop `up`, `docker compose down -v`, then sweep by label; a problem description or None."""
@@ -399,13 +447,71 @@ class ComposeRunner(Runner):
                 + f" -- retry with `p2p clean --run {plan.run_id}`")
 
 
+def container_of(client, run_id: str, peer: int):
+    """The container of ``peer`` in run ``run_id``, or None."""
+    try:
+        found = client.containers.list(all=True, filters={"label": [f"{RUN_LABEL}={run_id}", f"{PEER_LABEL}={peer}"]})
+    except docker.errors.NotFound:  # listed, then gone before it was inspected (Compose replaced it)
+        return None
+    return found[0] if found else None
+
+
+class UpInOrder:
+    """``docker compose up -d`` of our peers' services, then of ``later`` (other implementations' peers):
+    ours listen from their start, so the others' first dials find them. Quacks like the ``Popen`` of a
+    plain ``up -d`` (poll, wait, terminate, kill, returncode)."""
+
+    def __init__(self, popen: Callable[..., subprocess.Popen], base: list[str], log: Path,
+                 later: Sequence[str]) -> None:
+        self.popen, self.base, self.log, self.later = popen, base, log, list(later)
+        self.returncode: int | None = None
+        self._stop = threading.Event()
+        self._proc: subprocess.Popen | None = None
+        self._thread = threading.Thread(target=self._run, name="up-in-order", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            first = [item for svc in self.later for item in ("--scale", f"{svc}=0")]  # all but ``later``
+            for extra in (first, ["--no-deps", *self.later]):
+                with open(self.log, "ab") as out:
+                    self._proc = self.popen([*self.base, "up", "-d", *extra], stdin=subprocess.DEVNULL,
+                                            stdout=out, stderr=subprocess.STDOUT)
+                rc = self._proc.wait()
+                if rc != 0 or self._stop.is_set():
+                    self.returncode = rc or -15
+                    return
+            self.returncode = 0
+        except BaseException as e:  # noqa: BLE001 - reported through the log and the exit code
+            with open(self.log, "a") as out:
+                out.write(f"p2p: starting the containers failed: {e}\n")
+            self.returncode = 1
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise subprocess.TimeoutExpired("up in order", timeout or 0)
+        return self.returncode
+
+    def terminate(self) -> None:
+        self._stop.set()
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+
+    def kill(self) -> None:
+        self.terminate()
+
+
 class _ContainerDriver:
     """Faults for containers through the docker SDK: kill, pause, unpause, kill + start."""
 
     def __init__(self, runner: ComposeRunner, run_id: str) -> None:
         self.runner, self.run_id = runner, run_id
 
-    def _container(self, peer: int):
+    def container(self, peer: int):
         flt = {"label": [f"{RUN_LABEL}={self.run_id}", f"{PEER_LABEL}={peer}"]}
         found = self.runner.client.containers.list(all=True, filters=flt)
         if not found:
@@ -414,18 +520,18 @@ class _ContainerDriver:
 
     def kill(self, peer: int) -> None:
         try:
-            self._container(peer).kill()
+            self.container(peer).kill()
         except docker.errors.APIError:
             pass  # already exited
 
     def pause(self, peer: int) -> None:
-        self._container(peer).pause()
+        self.container(peer).pause()
 
     def resume(self, peer: int) -> None:
-        self._container(peer).unpause()
+        self.container(peer).unpause()
 
     def restart(self, peer: int) -> None:
-        container = self._container(peer)
+        container = self.container(peer)
         self.kill(peer)
         container.start()
 

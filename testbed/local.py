@@ -35,6 +35,7 @@ from testbed.base import (
     RunResult,
 )
 from testbed.faults import FAULT_POLL, FaultScheduler
+from testbed.quiescence import QuietWatch, quiet_watch, stop_message
 from testbed.signals import signals_ignored
 
 # The directory that holds the ``peer`` package, so ``python -m peer`` works from any cwd.
@@ -72,26 +73,36 @@ class LocalRunner(Runner):
         self._sockets: list[socket.socket] = []
         self._procs: dict[int, subprocess.Popen] = {}
         self._driver: _SignalDriver | None = None
+        self._quiet: QuietWatch | None = None
+        self.ports: dict[int, int] = {}  # peer -> its port on 127.0.0.1, once the run started
 
     def execute(self, plan: RunPlan, progress: Progress) -> RunResult:
         n = plan.spec.n
         self._sockets = sockets = [_listening_socket() for _ in range(n)]
-        ports = {p: s.getsockname()[1] for p, s in enumerate(sockets)}
+        self.ports = ports = {p: s.getsockname()[1] for p, s in enumerate(sockets)}
         planned = {peer.id for peer in plan.peers}
+        foreign = plan.foreign()
         for p, s in enumerate(sockets):
             if p not in planned:
                 s.close()  # a peer left out of the plan refuses connections, like one that never started
+            elif p in foreign:
+                # A foreign peer binds its port itself: until it does, dials are refused (and retried),
+                # not taken into a backlog that would be reset when this socket closes.
+                s.close()
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [PEER_ROOT, os.environ.get("PYTHONPATH")]))}
         self._procs = procs = {}
         started = time.monotonic()
         self._driver = _SignalDriver(self, plan, procs, ports, env)
         faults = FaultScheduler(plan.spec.faults, plan.run_dir, self._driver, progress.message)
+        self._quiet = quiet_watch(plan)
         self._start_peers(plan, ports, env, faults, progress)
         self._follow(plan, faults, started, progress)
         return RunResult(
             exit_codes={p: proc.returncode for p, proc in procs.items()},
             duration=time.monotonic() - started,
             backend=self.name,
+            quiescence_stops=tuple(sorted(self._quiet.stopped)),
+            runaway_stops=tuple(sorted(self._quiet.runaways)),
         )
 
     def clean_up(self, plan: RunPlan, progress: Progress) -> str | None:
@@ -111,6 +122,10 @@ class LocalRunner(Runner):
         order = list(plan.peers)
         if self.order_seed is not None:
             random.Random(self.order_seed).shuffle(order)
+        # Foreign peers bind their port themselves: ours first (listening at once on the
+        # sockets handed over), so that a foreign peer's first dials find them listening.
+        foreign = plan.foreign()
+        order.sort(key=lambda peer: peer.id in foreign)
         # Peers killed at start go first, and are gone before anyone dials: their listening
         # sockets exist from the start, and a neighbour's dial that landed in one's backlog
         # would take the link for up and author at once instead of at its link deadline
@@ -130,6 +145,7 @@ class LocalRunner(Runner):
         gone = {p for f in plan.spec.faults if f.at_start for p in f.peers}
         # The fault clock starts once every started peer listens (fault runs only).
         listen = ListenWatch(plan.log_dir, [p.id for p in plan.peers if p.id not in gone]) if plan.spec.faults else None
+        foreign = plan.foreign()
         counter = DeliveryCounter(plan.log_dir, [p.id for p in plan.peers])
         spawned = time.monotonic()
         up_deadline = spawned + self.timeouts.up + self.timeouts.up_per_peer * n
@@ -151,6 +167,8 @@ class LocalRunner(Runner):
                     f"local {plan.spec.name}: {n - len(alive)}/{n} peers exited, "
                     f"{progress.deliveries(delivered, plan.expected_deliveries, now - started)}, {now - started:.1f} s"
                 )
+            if foreign:
+                self._stop_quiet(plan, foreign, alive, progress)
             fast = faults.started and faults.needs_deliveries
             if faults.started and not faults.done:
                 # While a delivery trigger is pending, count the message logs themselves:
@@ -191,22 +209,44 @@ class LocalRunner(Runner):
                 waiting = [p for p in waiting if p not in dead]
         return waiting
 
+    def _stop_quiet(self, plan: RunPlan, foreign: dict[int, str], alive: list[int], progress: Progress) -> None:
+        """Stop the foreign peers whose logs went quiet (testbed/quiescence.py)."""
+        ours_done = not any(p not in foreign for p in alive)
+        signal_now, kill_now = self._quiet.due(time.monotonic(), {p for p in alive if p in foreign}, ours_done)
+        for p, name in signal_now:
+            progress.message(stop_message(self._quiet, "local", p, foreign[p], name))
+            self._procs[p].send_signal(signal.Signals[name])
+        for p in kill_now:
+            self._procs[p].kill()
+
     def peer_command(self, listen_fd: int, args: list[str]) -> list[str]:
         """The command line of one peer (a subclass may wrap it, e.g. in ``nice``)."""
         return [self.python, "-m", "peer", *argv_of({"listen_fd": listen_fd}), *args]
 
     def _spawn(self, plan: RunPlan, peer: PeerPlan, sock: socket.socket, ports: dict[int, int],
                env: dict[str, str]) -> subprocess.Popen:
-        args = plan.peer_args(peer, lambda nb: f"127.0.0.1:{ports[nb]}", str(plan.log_dir))
-        cmd = self.peer_command(sock.fileno(), args)
+        address = lambda nb: f"127.0.0.1:{ports[nb]}"  # noqa: E731
+        impl = plan.spec.implementation_of(peer.id)
+        fds: tuple[int, ...] = (sock.fileno(),)
+        cwd = None
+        if impl is None:
+            cmd = self.peer_command(sock.fileno(), plan.peer_args(peer, address, str(plan.log_dir)))
+        else:  # a foreign peer binds its port itself, and starts in the log dir
+            port = ports[peer.id]
+            sock.close()
+            values, nbrs = plan.foreign_values(peer, address, ("127.0.0.1", port), str(plan.log_dir))
+            cmd = impl.command(values, nbrs)
+            env = {**env, **impl.adapter.environment(values)}
+            fds, cwd = (), plan.log_dir
         with open(stderr_file(plan.log_dir, peer.id), "ab") as stderr:
             try:
                 return subprocess.Popen(
-                    cmd, pass_fds=(sock.fileno(),), env=env, stdin=subprocess.DEVNULL,
+                    cmd, pass_fds=fds, env=env, stdin=subprocess.DEVNULL, cwd=cwd,
                     stdout=stderr, stderr=stderr, start_new_session=True, preexec_fn=_die_with_parent(),
                 )
             except OSError as e:
-                raise RunnerError(f"cannot start peer {peer.id}: {e}") from e
+                what = f" ({impl.name}: {cmd[0]})" if impl is not None else ""
+                raise RunnerError(f"cannot start peer {peer.id}{what}: {e.strerror or e}") from e
 
 
 class _SignalDriver:

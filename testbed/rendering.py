@@ -27,7 +27,7 @@ from generator.render import (
 )
 from generator.spec import RunSpec
 from peer.config import DEFAULT_HOST, argv_of
-from testbed.base import RunnerError, RunPlan, prepare_run
+from testbed.base import PeerPlan, RunnerError, RunPlan, prepare_run
 
 # Containers start one after the other (0.2-0.4 s each measured on 2 cores): a peer's
 # links must wait that long for the last neighbour. Warn below base + per peer * N.
@@ -58,7 +58,7 @@ def peer_services(plan: RunPlan, extra: list[str]) -> list[PeerService]:
     neighbour j at ``peer-<j>:<port>``, logs to /logs; ``extra``: the backend's own flags."""
     port = plan.spec.port
     return [
-        PeerService(
+        foreign_service(plan, peer) if plan.spec.implementation_of(peer.id) else PeerService(
             id=peer.id,
             neighbours=peer.neighbours,
             command=(
@@ -69,6 +69,19 @@ def peer_services(plan: RunPlan, extra: list[str]) -> list[PeerService]:
         )
         for peer in plan.peers
     ]
+
+
+def foreign_service(plan: RunPlan, peer: PeerPlan) -> PeerService:
+    """A peer of another implementation as a container service: its image, the adapter's program as the
+    entrypoint and the rest as the command, its environment, the run's logs mounted where it writes."""
+    impl = plan.spec.implementation_of(peer.id)
+    port = plan.spec.port
+    values, nbrs = plan.foreign_values(peer, lambda nb: f"{service_name(nb)}:{port}", (DEFAULT_HOST, port),
+                                       impl.adapter.log_dir)
+    argv = impl.command(values, nbrs)
+    return PeerService(id=peer.id, neighbours=peer.neighbours, command=tuple(argv[1:]), image=impl.image,
+                       entrypoint=() if impl.adapter.image_entrypoint else (argv[0],), environment=tuple(sorted(impl.adapter.environment(values).items())),
+                       log_target=impl.adapter.log_dir, implementation=impl.name)
 
 
 def render_plan(

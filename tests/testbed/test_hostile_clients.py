@@ -1,7 +1,6 @@
 """A running network under attack from a scripted hostile client still completes exactly."""
 
 import json
-import socket
 import threading
 import time
 from collections import Counter
@@ -12,6 +11,7 @@ from generator.predict import predict
 from generator.spec import PeerOptions, RunSpec
 from peer.wire import encode_handshake
 from testbed.base import Progress, prepare_run
+from testbed.hostile import connect  # the battery's own connections (testbed/hostile.py)
 from testbed.local import LocalRunner
 
 
@@ -31,15 +31,6 @@ def events(path):
     except FileNotFoundError:
         return []
     return [json.loads(line) for line in lines if line.endswith("}")]
-
-
-def connect(addr, payload=b"", close=True):
-    s = socket.create_connection(addr, timeout=5)
-    if payload:
-        s.sendall(payload)
-    if close:
-        s.close()
-    return s
 
 
 @pytest.mark.slow
