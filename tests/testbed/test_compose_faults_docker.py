@@ -61,3 +61,20 @@ def test_partition_and_pause_in_containers(runner, run_ids, tmp_path):
     s = analyse(plan.run_dir).summary
     assert s["deliveries"] == s["expected_deliveries"] == prediction.deliveries == 30  # a line of 6
     assert result.failed_peers == []
+
+
+def test_flap_and_lossy_shape_in_containers(runner, run_ids, tmp_path):
+    """The link-change faults reach containers through the same control file: a flap's downs
+    and a lossy shape each explain exactly the deliveries they cost (tests/testbed/
+    test_link_changes_local.py has the local twin and the counter-checks)."""
+    flap, shape = "flap:0-1@deliveries=50,period=0.5,count=3", "shape:2-3:loss=0.5@deliveries=50"
+    # 0.3 s per hop stretches the mesh-6 flood over ~1.5 s, so both land mid-flood.
+    plan, prediction, _ = run(runner, run_ids, tmp_path, "mesh", 6, [flap, shape], latency=0.3, idle=2.0)
+    recs = [json.loads(x) for x in (plan.run_dir / "faults.jsonl").read_text().splitlines()]
+    assert [(r["phase"], r["cycle"]) for r in recs if r.get("action") == "flap"] == [
+        (p, c) for c in (1, 2, 3) for p in ("down", "up")]
+    s = analyse(plan.run_dir).summary
+    missing = [m for m in read_listing(plan.run_dir) if m["kind"] == "missing"]
+    assert s["prediction"] == "upper_bound" and s["explained"], s["unexplained"]
+    assert 0 < len(missing) == s["missing_deliveries"] == prediction.deliveries - s["deliveries"]
+    assert {m["explained_by"].rsplit(" (", 1)[0] for m in missing} <= {flap, shape}
