@@ -24,10 +24,10 @@ sys.path.insert(0, str(ROOT))
 
 import docker  # noqa: E402
 from generator.predict import predict  # noqa: E402
-from generator.spec import RunSpec  # noqa: E402
+from generator.spec import PeerOptions, RunSpec  # noqa: E402
 from testbed import multihost  # noqa: E402
 from testbed.base import Progress, prepare_run  # noqa: E402
-from testbed.swarm import SwarmRunner  # noqa: E402
+from testbed.swarm import SwarmRunner, SwarmTimeouts  # noqa: E402
 
 
 class MemorySampler(threading.Thread):
@@ -45,7 +45,7 @@ class MemorySampler(threading.Thread):
             self.stopped.wait(1.0)
 
 
-def one(spec: RunSpec, nodes: int, runs: Path) -> dict:
+def one(spec: RunSpec, nodes: int, runs: Path, start_wait: float) -> dict:
     progress = Progress(interval=30)
     t0 = time.monotonic()
     cluster = multihost.up(nodes, share=[runs], progress=progress)
@@ -53,7 +53,8 @@ def one(spec: RunSpec, nodes: int, runs: Path) -> dict:
     try:
         row["image_copy_s"] = round(multihost.copy_image(cluster), 1)
         client = docker.DockerClient(base_url=cluster.manager.url, timeout=300)
-        runner = SwarmRunner(client, docker_cmd=("docker", "-H", cluster.manager.url), stack_root=None)
+        runner = SwarmRunner(client, docker_cmd=("docker", "-H", cluster.manager.url), stack_root=None,
+                             timeouts=SwarmTimeouts(start=start_wait))
         plan = prepare_run(spec, runs, predict(spec.graph(), spec.topology))
         sampler = MemorySampler(cluster)
         sampler.start()
@@ -90,11 +91,16 @@ def main() -> int:
     ap.add_argument("-n", type=int, default=300)
     ap.add_argument("--nodes", default="3,1", help="cluster sizes, comma-separated (default 3,1)")
     ap.add_argument("--runs", type=Path, default=Path("/tmp/p2p-multihost-bench"))
+    ap.add_argument("--link-deadline", type=float, default=None,
+                    help="the peers' link deadline, s (default: p2p's, N s); raise it on a loaded machine, where "
+                         "starting hundreds of tasks can take longer")
     args = ap.parse_args()
     args.runs.mkdir(parents=True, exist_ok=True)
-    spec = RunSpec.parse(args.topology, args.n)
+    opts = PeerOptions() if args.link_deadline is None else PeerOptions(link_deadline=args.link_deadline)
+    spec = RunSpec.parse(args.topology, args.n, options=opts)
+    start_wait = max(120.0, opts.link_deadline_for(args.n))  # the peers wait that long for their links anyway
     for k in (int(x) for x in args.nodes.split(",")):
-        row = one(spec, k, args.runs.resolve())
+        row = one(spec, k, args.runs.resolve(), start_wait)
         print(json.dumps(row), flush=True)
     return 0
 

@@ -535,16 +535,25 @@ class SwarmRunner(Runner):
 
     def _rejected_message(self, rejected: dict[int, TaskInfo]) -> str:
         """Tasks that never ran (e.g. image missing on a node, bind path missing, no resources): no point waiting."""
+        names = self.node_names(t.node for t in rejected.values())
         detail = "; ".join(
-            f"{'collector' if p < 0 else f'peer {p}'}: {t.state} on node {self.node_name(t.node)}: "
+            f"{'collector' if p < 0 else f'peer {p}'}: {t.state} on node {names[t.node] if t.node else '?'}: "
             f"{t.error or '?'}"
             for p, t in sorted(rejected.items())[:5]
         )
-        hint = ""
-        if any("No such image" in t.error or "image" in t.error.lower() for t in rejected.values()):
-            hint = (f"\nthe image {self.image} must exist on every node (no registry): "
-                    f"docker save {self.image} | ssh NODE docker load")
-        return f"swarm tasks did not run: {detail}{hint}"
+        hints = []
+        no_image = sorted({names[t.node] for t in rejected.values() if t.node and "image" in t.error.lower()})
+        if no_image:
+            hints.append(f"the image {self.image} must exist on every node (no registry): copy it to "
+                         + ("node " if len(no_image) == 1 else "nodes ") + ", ".join(no_image) + " with\n"
+                         + "\n".join(f"    docker save {self.image} | ssh {node} docker load" for node in no_image))
+        elif any("image" in t.error.lower() for t in rejected.values()):
+            hints.append(f"the image {self.image} must exist on every node (no registry): "
+                         f"docker save {self.image} | ssh NODE docker load")
+        if any("bind source path does not exist" in t.error for t in rejected.values()):
+            hints.append("the collector bind-mounts the run's log directory on the node p2p talks to: run p2p on "
+                         "a swarm manager whose disk holds the runs directory (docs/backends.md, Logs on a swarm)")
+        return f"swarm tasks did not run: {detail}" + "".join(f"\n{h}" for h in hints)
 
     def _cleanup(self, plan: RunPlan, stack: str | None, log: Path, progress: Progress) -> str | None:
         """``docker stack rm`` then the label sweep; a problem description or None."""

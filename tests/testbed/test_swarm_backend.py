@@ -156,7 +156,7 @@ def test_a_task_rejected_for_a_missing_image_names_peer_node_and_the_docker_save
         wait(runner, make_plan(tmp_path), clock)
     message = str(e.value)
     assert "swarm tasks did not run: peer 1: rejected on node worker-b: No such image: p2p-peer:latest" in message
-    assert "docker save p2p-peer:latest | ssh NODE docker load" in message
+    assert "copy it to node worker-b with\n    docker save p2p-peer:latest | ssh worker-b docker load" in message
     assert clock.sleeps == 0  # no point waiting: the first look says so
 
 
