@@ -53,6 +53,11 @@ NODE_SOCKET_DIR = "/run/p2p-node"  # where a node's host directory (and its engi
 ROLE_LABEL = "p2p.multihost"  # node-1, node-2, ... or network
 ENGINE_WAIT = 90.0  # seconds for a node's engine to answer after its container started
 READY_WAIT = 90.0  # seconds for every node to be Ready in the swarm
+# Swarm marks a node down when its heartbeats stop for a few periods (default period 5 s), and
+# then shuts down every task of it for good, even when the node is back a moment later. On a
+# loaded machine (hundreds of tasks on 2 cores) a node's agent missed that and whole runs lost
+# their workers' peers; 20 s tolerates it, at the price of noticing a node that left later.
+HEARTBEAT_PERIOD = 20.0
 # Not --privileged: runc refuses a privileged container on an engine without CAP_SYS_RESOURCE
 # (so on this project's machines). Every other capability, no seccomp/AppArmor confinement and
 # every device is what the nested engine needs; the entry point makes the read-only /sys,
@@ -176,7 +181,8 @@ def node_ip(host, cluster: Cluster, node: Node) -> str:
 
 def form_swarm(host, cluster: Cluster, clients: Sequence[docker.DockerClient]) -> None:
     """Node 1 initialises the swarm, the others join it as workers; wait until all are Ready."""
-    clients[0].swarm.init(advertise_addr="eth0", listen_addr="0.0.0.0:2377")
+    clients[0].swarm.init(advertise_addr="eth0", listen_addr="0.0.0.0:2377",
+                          dispatcher_heartbeat_period=int(HEARTBEAT_PERIOD * 1e9))
     token = clients[0].swarm.attrs["JoinTokens"]["Worker"]
     manager = f"{node_ip(host, cluster, cluster.manager)}:2377"
     for client in clients[1:]:
