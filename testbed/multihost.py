@@ -213,8 +213,10 @@ def up(n_nodes: int, *, share: Iterable[Path] = (), cluster_id: str | None = Non
     shared = [Path(p).resolve() for p in share]
     t0 = time.monotonic()
     try:
-        host.networks.create(cluster.network, driver="bridge", labels={RUN_LABEL: cluster.cluster_id,
-                                                                      ROLE_LABEL: "network"})
+        # internal: no route out of the machine. A node missing an image tries to pull it from a
+        # registry; it must fail at once, and never send traffic anywhere but to the other nodes.
+        host.networks.create(cluster.network, driver="bridge", internal=True,
+                             labels={RUN_LABEL: cluster.cluster_id, ROLE_LABEL: "network"})
         for i in range(n_nodes):
             _start_node(host, cluster, i, shared, storage_driver)
         clients = [wait_for_engine(host, node) for node in cluster.nodes]
