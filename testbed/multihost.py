@@ -160,12 +160,16 @@ def wait_for_engine(host, node: Node, timeout: float = ENGINE_WAIT) -> docker.Do
     end = time.monotonic() + timeout
     while True:
         if node.socket.exists():
-            client = node_client(node)
-            try:
-                client.ping()
-                return client
+            try:  # the client asks the engine for its API version as it is made
+                client = node_client(node)
             except DOCKER_ERRORS:
-                client.close()
+                client = None
+            if client is not None:
+                try:
+                    client.ping()
+                    return client
+                except DOCKER_ERRORS:
+                    client.close()
         container = host.containers.get(node.name)
         if container.status == "exited" or time.monotonic() > end:
             tail = container.logs(tail=15).decode(errors="replace")
