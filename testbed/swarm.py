@@ -16,7 +16,13 @@ peer's stdout/stderr comes from ``docker service logs`` (gathered by the
 manager from whichever node ran it) into ``logs/<id>.stderr.txt``; the
 collector's into ``runs/<run-id>/collector.log``.
 
-The runner never creates a swarm: without one, ``connect()`` says how.
+Which node ran each peer goes to ``runs/<run-id>/placement.json``. A peer whose node
+left the swarm before it ended is lost (swarm shuts down a down node's tasks for good): the
+runner records that as the kill of those peers in ``faults.jsonl`` and goes on, so the
+analysis explains the deliveries it cost.
+
+The runner never creates a swarm: without one, ``connect()`` says how. testbed/multihost.py
+makes a multi-node one on one machine, for the tests.
 """
 
 from __future__ import annotations
@@ -376,8 +382,8 @@ class SwarmRunner(Runner):
         for node, ids in new.items():
             self.lost.update(dict.fromkeys(ids, node))
             fault = f"kill:{','.join(map(str, ids))}@{elapsed:.3f}"
-            rec = {"t": round(datetime.now(UTC).timestamp(), 6), "fault": fault, "action": "kill", "peers": ids, "edges": [],
-                   "elapsed": round(elapsed, 3), "deliveries": delivered,
+            rec = {"t": round(datetime.now(UTC).timestamp(), 6), "fault": fault, "action": "kill", "peers": ids,
+                   "edges": [], "elapsed": round(elapsed, 3), "deliveries": delivered,
                    "cause": f"swarm node {node} left the swarm (seconds counted from the deploy)"}
             with open(plan.run_dir / FAULT_LOG, "a") as f:
                 f.write(json.dumps(rec) + "\n")
