@@ -30,6 +30,12 @@ from testbed.base import Progress, RunnerError
 from testbed.engine import docker_client, list_labelled
 
 BIN = Path(sys.executable).parent
+# The nodes share this machine's 2 cores with whatever else runs: starting a few dozen tasks has
+# taken over a minute, past the default link deadline (N s, at least 60). The counts do not
+# depend on it; a peer whose neighbour starts later than this fails its link and the test.
+LINK_DEADLINE = "600"
+# Where a node is lost, its peers' neighbours wait this long for links that will never come.
+LOSS_LINK_DEADLINE = "120"
 multihost_docker = [pytest.mark.docker, pytest.mark.slow]
 
 
@@ -73,10 +79,12 @@ def cluster(host, tmp_path_factory):
     stop(host, c)
 
 
-def p2p_run(cluster: multihost.Cluster, runs: Path, *args: str, timeout: float = 900) -> tuple[int, str, Path | None]:
+def p2p_run(cluster: multihost.Cluster, runs: Path, *args: str, timeout: float = 900,
+            link_deadline: str = LINK_DEADLINE) -> tuple[int, str, Path | None]:
     """`p2p run --backend swarm ARGS` with DOCKER_HOST on the manager; (exit, output, run dir)."""
     env = {**os.environ, **cluster.env()}
-    out = subprocess.run([str(BIN / "p2p"), "run", "--backend", "swarm", "--out", str(runs), "--no-plots", *args],
+    out = subprocess.run([str(BIN / "p2p"), "run", "--backend", "swarm", "--out", str(runs), "--no-plots",
+                          "--link-deadline", link_deadline, *args],
                          capture_output=True, text=True, env=env, timeout=timeout, cwd=runs,
                          stdin=subprocess.DEVNULL)
     latest = runs / "latest"
@@ -185,7 +193,7 @@ def test_a_node_that_leaves_mid_run_costs_exactly_its_peers_deliveries(host, tmp
     try:
         victim = c.nodes[2]
         killed = when_all_run(c, 13, lambda: multihost.leave(c, victim, host=host))  # 12 peers + the collector
-        rc, out, run_dir = p2p_run(c, runs, "-t", "cycle", "-n", "12")
+        rc, out, run_dir = p2p_run(c, runs, "-t", "cycle", "-n", "12", link_deadline=LOSS_LINK_DEADLINE)
         assert killed.wait(60), out
         placement = json.loads((run_dir / "placement.json").read_text())
         applied = [json.loads(line) for line in (run_dir / "faults.jsonl").read_text().splitlines()]
@@ -218,7 +226,7 @@ def test_a_node_engine_restarted_mid_run_ends_the_run_with_its_peers_accounted_f
     try:
         victim = c.nodes[2]
         restarted = when_all_run(c, 13, lambda: multihost.restart_engine(c, victim, host=host).close())
-        rc, out, run_dir = p2p_run(c, runs, "-t", "cycle", "-n", "12")
+        rc, out, run_dir = p2p_run(c, runs, "-t", "cycle", "-n", "12", link_deadline=LOSS_LINK_DEADLINE)
         assert restarted.wait(120), out
         assert rc in (0, 1), out  # a verdict, not a runner error
         placement = json.loads((run_dir / "placement.json").read_text())
