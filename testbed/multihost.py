@@ -60,8 +60,9 @@ READY_WAIT = 90.0  # seconds for every node to be Ready in the swarm
 HEARTBEAT_PERIOD = 20.0
 # Not --privileged: runc refuses a privileged container on an engine without CAP_SYS_RESOURCE
 # (so on this project's machines). Every other capability, no seccomp/AppArmor confinement and
-# every device is what the nested engine needs; the entry point makes the read-only /sys,
-# /proc/sys and cgroup mounts writable.
+# every device is what the nested engine needs; the entry point makes the cgroup mounts and
+# /proc/sys/net (the node's own network namespace) writable; /sys and the rest of /proc/sys stay
+# read-only, so nothing in a node can change the host kernel's settings.
 NODE_SECURITY = {
     "cap_add": ["ALL"],
     "cap_drop": ["SYS_RESOURCE"],
