@@ -62,7 +62,7 @@ HEARTBEAT_PERIOD = 20.0
 # (so on this project's machines). Every other capability, no seccomp/AppArmor confinement and
 # every device is what the nested engine needs; the entry point makes the cgroup mounts and
 # /proc/sys/net (the node's own network namespace) writable; /sys and the rest of /proc/sys stay
-# read-only, so nothing in a node can change the host kernel's settings.
+# read-only (the kernel-wide settings).
 NODE_SECURITY = {
     "cap_add": ["ALL"],
     "cap_drop": ["SYS_RESOURCE"],
