@@ -21,7 +21,7 @@ help:
 	@echo "make analyse                                        stats + plots for runs/latest"
 	@echo "make test                                           all tests (containers too when Docker answers)"
 	@echo "make test-unit                                      tests that need no Docker"
-	@echo "make test-multihost                                 swarm across 3 docker-in-docker nodes (~10 min)"
+	@echo "make test-multihost                                 swarm across 3 docker-in-docker nodes (~18 min here)"
 	@echo "make lint                                           ruff (also run by make test)"
 	@echo "make bench [BENCH_ARGS='--compose-sizes 50,200']     benchmarks (prints figures; default sizes take ~45 min)"
 	@echo "make clean                                          remove every container/network/volume labelled p2p.run"
