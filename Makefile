@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 ENGINE_ANSWERS := timeout 30 docker info >/dev/null 2>&1
 
 .PHONY: help setup image compose-plugin run-cycle run-mesh run-starfish run_circle run_mesh run_starfish \
-        compose-cycle compose-mesh compose-starfish analyse analyze test test-unit lint bench clean \
+        compose-cycle compose-mesh compose-starfish analyse analyze test test-unit test-multihost lint bench clean \
         rust-peer rust-peer-image rust-peer-test
 
 help:
@@ -22,6 +22,7 @@ help:
 	@echo "make analyse                                        stats + plots for runs/latest"
 	@echo "make test                                           all tests (containers too when Docker answers)"
 	@echo "make test-unit                                      tests that need no Docker"
+	@echo "make test-multihost                                 swarm across 3 docker-in-docker nodes (~18 min here)"
 	@echo "make lint                                           ruff (also run by make test)"
 	@echo "make bench [BENCH_ARGS='--compose-sizes 50,200']     benchmarks (prints figures; default sizes take ~45 min)"
 	@echo "make rust-peer | rust-peer-image | rust-peer-test  the Rust peer: binary (cargo), image p2p-peer-rs:latest, cargo test"
@@ -71,9 +72,17 @@ test-unit: $(STAMP)
 	@$(PY) -m pytest -m "not docker" $(PYTEST_ARGS); rc=$$?; \
 	 if [ $$rc -eq 5 ]; then echo "make test-unit: pytest ran no tests" >&2; exit 1; fi; exit $$rc
 
+# The whole multi-host suite (tests/testbed/test_multihost.py; make test runs only its small
+# variant): a swarm of docker-in-docker nodes on this machine, docs/backends.md "Several hosts".
+# -m docker overrides the default -m 'not multihost' of pyproject.toml.
+test-multihost: image
+	@$(PY) -m pytest tests/testbed/test_multihost.py -m docker $(PYTEST_ARGS); rc=$$?; \
+	 if [ $$rc -eq 5 ]; then echo "make test-multihost: pytest ran no tests" >&2; exit 1; fi; exit $$rc
+
 BENCH_ARGS ?=
 bench: image
 	$(PY) bench/run.py $(BENCH_ARGS)
+	$(MAKE) test-multihost
 
 clean: $(STAMP)
 	$(P2P) clean

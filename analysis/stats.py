@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,6 +192,22 @@ def _predict(w: _Work) -> None:
         w.notes.append(f"faults that never fired (their trigger was not reached): {', '.join(w.ctx.not_fired)}")
 
 
+def _unplanned_faults(w: _Work) -> list[str]:
+    """Faults that fired without the spec asking for them: a runner recorded what happened to
+    its peers (a swarm node that left the swarm mid-run is the kill of its peers). They make
+    the prediction an upper bound, as a fault of the spec's timeline would."""
+    planned = Counter(str(f) for f in w.spec.faults) if w.spec is not None else Counter()
+    out = []
+    for a in w.ctx.applied:
+        if planned[str(a.fault)]:
+            planned[str(a.fault)] -= 1
+        else:
+            out.append(str(a.fault))
+    if out:
+        w.notes.append(f"faults the spec did not ask for happened (faults.jsonl): {', '.join(out)}")
+    return out
+
+
 def _predict_v1(w: _Work) -> None:
     # Faults declared at start (kills, partitions for good) leave plain v1 on the
     # surviving graph; any later fault makes that prediction an upper bound.
@@ -212,7 +229,7 @@ def _predict_v1(w: _Work) -> None:
     except PredictionTooLarge as e:
         w.notes.append(f"no prediction: {e}")
         return
-    exact = w.spec.exactly_predictable if w.spec is not None else True
+    exact = (w.spec.exactly_predictable if w.spec is not None else True) and not _unplanned_faults(w)
     w.prediction_kind = "exact" if exact else "upper_bound"
     if not same:
         w.notes.append("prediction made on the graph left after the faults declared at start")
@@ -229,7 +246,7 @@ def _predict_protocol(w: _Work) -> None:
     except PredictionTooLarge as e:
         w.notes.append(f"no prediction: {e}")
         return
-    exact = w.spec.exactly_predictable
+    exact = w.spec.exactly_predictable and not _unplanned_faults(w)
     if pp.detail is not None:
         w.prediction = pp.detail
         w.prediction_kind = "exact" if exact else "upper_bound"

@@ -87,38 +87,10 @@ if [[ $FORCE -eq 0 ]] && image_exists "$TAG" && [[ "$(image_label "$TAG" p2p.src
 fi
 
 # --- choose the base image
+# shellcheck source=docker/debian-bootstrap.sh
+source "$SCRIPT_DIR/debian-bootstrap.sh"
 bootstrap_base() {
-    if ! command -v mmdebstrap >/dev/null 2>&1; then
-        if [[ $EUID -eq 0 ]]; then
-            say "installing mmdebstrap (apt-get, once)..."
-            if ! { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q mmdebstrap; } >"$WORK/apt.log" 2>&1; then
-                tail -n 20 "$WORK/apt.log" >&2
-                die 2 "could not install mmdebstrap with apt-get (log above); install it by hand: apt-get update && apt-get install -y mmdebstrap"
-            fi
-        else
-            die 2 "no registry is reachable, so the offline base $BOOT_BASE must be bootstrapped, which needs mmdebstrap. Install it with:
-    sudo apt-get update && sudo apt-get install -y mmdebstrap
-then run this script again (or run it with sudo)."
-        fi
-    fi
-    local tmp_tag="p2p-base:bootstrap-$$"
-    say "bootstrapping offline base image with mmdebstrap (about 30 s, once)..."
-    local t0=$SECONDS log="$WORK/mmdebstrap.log"
-    if ! mmdebstrap --quiet --variant=minbase --include=python3 bookworm - 2>"$log" \
-            | docker import -c 'LABEL p2p.image=base' -c 'ENV LANG=C.UTF-8' - "$tmp_tag" >/dev/null; then
-        tail -n 20 "$log" >&2 || true
-        docker image rm "$tmp_tag" >/dev/null 2>&1 || true
-        local hint=""
-        [[ $EUID -eq 0 ]] || hint=$'\n  (as non-root, mmdebstrap needs unprivileged user namespaces; if they are off, run once: sudo '"$0"')'
-        die 1 "bootstrapping $BOOT_BASE failed (mmdebstrap | docker import, log above). Check that the Debian mirror (deb.debian.org) is reachable and that the Docker daemon has disk space, then rerun.$hint"
-    fi
-    if ! docker run --rm --network none --entrypoint python3 "$tmp_tag" -c 'import asyncio' >/dev/null 2>&1; then
-        docker image rm "$tmp_tag" >/dev/null 2>&1 || true
-        die 1 "the bootstrapped base has no working python3 with asyncio; rerun with a reachable Debian mirror"
-    fi
-    docker tag "$tmp_tag" "$BOOT_BASE"
-    docker image rm "$tmp_tag" >/dev/null
-    say "bootstrapped $BOOT_BASE in $((SECONDS - t0)) s"
+    debian_bootstrap "$BOOT_BASE" python3 'python3 -c "import asyncio"' 'LABEL p2p.image=base' 'ENV LANG=C.UTF-8'
 }
 
 if image_exists "$SLIM_BASE"; then

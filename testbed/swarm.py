@@ -16,16 +16,24 @@ peer's stdout/stderr comes from ``docker service logs`` (gathered by the
 manager from whichever node ran it) into ``logs/<id>.stderr.txt``; the
 collector's into ``runs/<run-id>/collector.log``.
 
-The runner never creates a swarm: without one, ``connect()`` says how.
+Which node ran each peer goes to ``runs/<run-id>/placement.json``. A peer whose node
+left the swarm before it ended is lost (swarm shuts down a down node's tasks for good): the
+runner records that as the kill of those peers in ``faults.jsonl`` and goes on, so the
+analysis explains the deliveries it cost.
+
+The runner never creates a swarm: without one, ``connect()`` says how. testbed/multihost.py
+makes a multi-node one on one machine, for the tests.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import docker.errors
@@ -45,6 +53,7 @@ from peer.config import argv_of, parse_address
 from peer.logfiles import events_file, stderr_file
 from testbed.base import Progress, Runner, RunnerError, RunPlan, RunResult, tail_of
 from testbed.engine import BUILD_SCRIPT, DOCKER_ERRORS, clean_by_label, docker_client, ensure_image, labels_of
+from testbed.faults import FAULT_LOG
 from testbed.rendering import own_log_dir, peer_services, refuse_faults
 from testbed.signals import signals_ignored
 
@@ -54,6 +63,10 @@ TASK_QUERY_BATCH = 200  # service ids per task listing (keeps the query string s
 # Task states (docker service ps): running and the terminal ones.
 RUNNING = "running"
 TERMINAL = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned", "remove"})
+# Ours, not swarm's: the task's node left the swarm (down, disconnected) before the task ended.
+# Swarm keeps reporting such a task as running (or starting) for as long as the node is away.
+LOST = "lost"
+NODE_AWAY = frozenset({"down", "disconnected", "unknown"})
 
 
 @dataclass(frozen=True)
@@ -191,9 +204,9 @@ class TaskSnapshot:
 def judge_tasks(ids: Sequence[int], peers: dict[int, TaskInfo], collector: TaskInfo | None) -> TaskSnapshot:
     """What the latest tasks of the peers ``ids`` and of the collector say about the run."""
     states = {p: peers[p].state if p in peers else "" for p in ids}
-    started = [p for p, s in states.items() if s == RUNNING or s in TERMINAL]
-    ended = [p for p, s in states.items() if s in TERMINAL]
-    rejected = {p: peers[p] for p in ended if peers[p].exit_code is None}
+    started = [p for p, s in states.items() if s in (RUNNING, LOST) or s in TERMINAL]
+    ended = [p for p, s in states.items() if s in TERMINAL or s == LOST]
+    rejected = {p: peers[p] for p in ended if peers[p].exit_code is None and peers[p].state != LOST}
     if collector is not None and collector.state in TERMINAL and collector.exit_code is None:
         rejected[-1] = collector
     return TaskSnapshot(states=states, started=started, ended=ended, rejected=rejected)
@@ -254,6 +267,10 @@ class SwarmRunner(Runner):
         self._deployed = False  # from the deploy on, clean-up removes the stack
         #: seconds after the deploy started: deployed, all_started, all_exited, collected; removed (own duration)
         self.timings: dict[str, float] = {}
+        #: peer id -> host name of the node its (latest) task ran on, as last seen
+        self.placement: dict[int, str] = {}
+        #: peer id -> host name of its node, for the peers lost when that node left the swarm
+        self.lost: dict[int, str] = {}
 
     @classmethod
     def connect(cls, **kwargs) -> SwarmRunner:
@@ -343,6 +360,53 @@ class SwarmRunner(Runner):
                 peers[int(key)] = info
         return peers, collector, peer_of
 
+    def nodes_away(self) -> dict[str, str]:
+        """Node id -> host name of every swarm node that is not up (down, disconnected)."""
+        try:
+            nodes = self.client.nodes.list()
+        except DOCKER_ERRORS:
+            return {}
+        return {n.id: (n.attrs.get("Description") or {}).get("Hostname", n.id[:12]) for n in nodes
+                if (n.attrs.get("Status") or {}).get("State") in NODE_AWAY}
+
+    def mark_lost(self, plan: RunPlan, peers: dict[int, TaskInfo], elapsed: float, delivered: int,
+                  progress: Progress) -> dict[int, TaskInfo]:
+        """Peers whose node left the swarm before they ended are lost for good (state ``LOST``, no
+        exit code), even if the node comes back. Each loss is recorded in faults.jsonl as the kill
+        it amounts to, so the analysis explains (and lists) the deliveries it cost."""
+        away = self.nodes_away()
+        new: dict[str, list[int]] = {}
+        for p, t in sorted(peers.items()):
+            if t.node in away and t.state not in TERMINAL and p not in self.lost:
+                new.setdefault(away[t.node], []).append(p)
+        for node, ids in new.items():
+            self.lost.update(dict.fromkeys(ids, node))
+            fault = f"kill:{','.join(map(str, ids))}@{elapsed:.3f}"
+            rec = {"t": round(datetime.now(UTC).timestamp(), 6), "fault": fault, "action": "kill", "peers": ids,
+                   "edges": [], "elapsed": round(elapsed, 3), "deliveries": delivered,
+                   "cause": f"swarm node {node} left the swarm (seconds counted from the deploy)"}
+            with open(plan.run_dir / FAULT_LOG, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+            progress.message(f"swarm: node {node} left the swarm {elapsed:.1f} s after the deploy: peers "
+                             f"{ids[:20]}{'...' if len(ids) > 20 else ''} lost (recorded as {FAULT_LOG}: kill)")
+        return {p: replace(t, state=LOST, exit_code=None) if p in self.lost else t for p, t in peers.items()}
+
+    def node_names(self, node_ids) -> dict[str, str]:
+        """Host names of the nodes ``node_ids`` (one engine call per distinct node)."""
+        return {i: self.node_name(i) for i in set(node_ids)}
+
+    def note_placement(self, plan: RunPlan, peers: dict[int, TaskInfo], progress: Progress) -> None:
+        """Which node ran each peer: kept in ``placement``, written to ``placement.json`` and summed up."""
+        names = self.node_names(t.node for t in peers.values())
+        self.placement = {p: names[t.node] for p, t in sorted(peers.items()) if t.node}
+        by_node: dict[str, list[int]] = {}
+        for p, node in self.placement.items():
+            by_node.setdefault(node, []).append(p)
+        (plan.run_dir / "placement.json").write_text(json.dumps(
+            {"peers": {str(p): node for p, node in self.placement.items()}, "nodes": by_node}, indent=1) + "\n")
+        progress.message(f"swarm: peers on {len(by_node)} node(s): "
+                         + ", ".join(f"{node} {len(ps)}" for node, ps in sorted(by_node.items())))
+
     def node_name(self, node_id: str) -> str:
         """A node's host name (its id when the engine cannot say)."""
         if not node_id:
@@ -375,6 +439,8 @@ class SwarmRunner(Runner):
         stack = stack_name(plan.run_id)
         log = plan.run_dir / "swarm.log"
         self.timings = {}
+        self.placement = {}
+        self.lost = {}
         self._deployed = False
         refuse_faults(plan.spec)
         swarm = swarm_info(self.client)
@@ -431,7 +497,9 @@ class SwarmRunner(Runner):
         upload_deadline: float | None = None
         while True:
             now = time.monotonic()
+            finished, delivered = read_progress(plan.log_dir, n)
             peers, collector, _ = self.tasks(plan.run_id)
+            peers = self.mark_lost(plan, peers, now - t0, delivered, progress)
             snap = judge_tasks(ids, peers, collector)
             if snap.rejected:
                 raise RunnerError(self._rejected_message(snap.rejected))
@@ -441,12 +509,13 @@ class SwarmRunner(Runner):
                 if "all_exited" not in self.timings:
                     self.timings["all_exited"] = now - t0
                     upload_deadline = now + limits.upload_wait
-                if self._collector_done(collector, now, t0, upload_deadline, progress):
+                # With peers lost, the collector waits in vain for their uploads: the others' suffice.
+                if self._collector_done(collector, now, t0, upload_deadline, progress) or (
+                        self.lost and finished >= n - len(self.lost)):
                     break
             overdue = overdue_message(snap, peers, now, t0, start_deadline, run_deadline, self.image)
             if overdue:
                 raise RunnerError(overdue)
-            finished, delivered = read_progress(plan.log_dir, n)
             running = sum(s == RUNNING for s in snap.states.values())
             progress.update(
                 f"swarm {plan.spec.name}: {len(snap.started)}/{n} started, {running} running, {len(snap.ended)} ended, "
@@ -455,7 +524,8 @@ class SwarmRunner(Runner):
             )
             time.sleep(self.poll)
         peers, _, _ = self.tasks(plan.run_id)
-        return {p: (peers[p].exit_code if p in peers else None) for p in ids}
+        self.note_placement(plan, peers, progress)
+        return {p: (peers[p].exit_code if p in peers and p not in self.lost else None) for p in ids}
 
     def _collector_done(self, collector: TaskInfo | None, now: float, t0: float, upload_deadline: float | None,
                         progress: Progress) -> bool:
@@ -471,16 +541,25 @@ class SwarmRunner(Runner):
 
     def _rejected_message(self, rejected: dict[int, TaskInfo]) -> str:
         """Tasks that never ran (e.g. image missing on a node, bind path missing, no resources): no point waiting."""
+        names = self.node_names(t.node for t in rejected.values())
         detail = "; ".join(
-            f"{'collector' if p < 0 else f'peer {p}'}: {t.state} on node {self.node_name(t.node)}: "
+            f"{'collector' if p < 0 else f'peer {p}'}: {t.state} on node {names[t.node] if t.node else '?'}: "
             f"{t.error or '?'}"
             for p, t in sorted(rejected.items())[:5]
         )
-        hint = ""
-        if any("No such image" in t.error or "image" in t.error.lower() for t in rejected.values()):
-            hint = (f"\nthe image {self.image} must exist on every node (no registry): "
-                    f"docker save {self.image} | ssh NODE docker load")
-        return f"swarm tasks did not run: {detail}{hint}"
+        hints = []
+        no_image = sorted({names[t.node] for t in rejected.values() if t.node and "image" in t.error.lower()})
+        if no_image:
+            hints.append(f"the image {self.image} must exist on every node (no registry): copy it to "
+                         + ("node " if len(no_image) == 1 else "nodes ") + ", ".join(no_image) + " with\n"
+                         + "\n".join(f"    docker save {self.image} | ssh {node} docker load" for node in no_image))
+        elif any("image" in t.error.lower() for t in rejected.values()):
+            hints.append(f"the image {self.image} must exist on every node (no registry): "
+                         f"docker save {self.image} | ssh NODE docker load")
+        if any("bind source path does not exist" in t.error for t in rejected.values()):
+            hints.append("the collector bind-mounts the run's log directory on the node p2p talks to: run p2p on "
+                         "a swarm manager whose disk holds the runs directory (docs/backends.md, Logs on a swarm)")
+        return f"swarm tasks did not run: {detail}" + "".join(f"\n{h}" for h in hints)
 
     def _cleanup(self, plan: RunPlan, stack: str | None, log: Path, progress: Progress) -> str | None:
         """``docker stack rm`` then the label sweep; a problem description or None."""

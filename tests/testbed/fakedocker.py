@@ -113,16 +113,24 @@ class FakeAPI:
 
 
 class FakeNodes:
-    """``client.nodes.get(id)``: a node with its host name, NotFound for an unknown id."""
+    """``client.nodes.get(id)``: a node with its host name, NotFound for an unknown id;
+    ``client.nodes.list()``: every named node with its state (``node_states``, default ready)."""
 
     def __init__(self, store: FakeClient):
         self.store = store
 
+    def _node(self, node_id: str):
+        return types.SimpleNamespace(id=node_id, attrs={
+            "ID": node_id, "Description": {"Hostname": self.store.node_names[node_id]},
+            "Status": {"State": self.store.node_states.get(node_id, "ready")}})
+
     def get(self, node_id: str):
         if node_id not in self.store.node_names:
             raise docker.errors.NotFound(f"node {node_id} not found")
-        return types.SimpleNamespace(id=node_id, attrs={"ID": node_id,
-                                                        "Description": {"Hostname": self.store.node_names[node_id]}})
+        return self._node(node_id)
+
+    def list(self, **kwargs):
+        return [self._node(i) for i in self.store.node_names]
 
 
 class FakeClient:
@@ -145,6 +153,7 @@ class FakeClient:
         self.swarm = swarm
         self.image_names = {"p2p-peer:latest"}
         self.node_names: dict[str, str] = {}  # node id -> host name
+        self.node_states: dict[str, str] = {}  # node id -> swarm state (ready unless set)
         self.task_list: list[dict] = []  # every task of every service, as the engine stores them
         self.task_queries: list[list[str] | None] = []  # the service ids of each api.tasks call
         self.versions = itertools.count(1)  # the swarm store's version index: every task change bumps it

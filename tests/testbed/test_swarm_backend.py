@@ -156,7 +156,7 @@ def test_a_task_rejected_for_a_missing_image_names_peer_node_and_the_docker_save
         wait(runner, make_plan(tmp_path), clock)
     message = str(e.value)
     assert "swarm tasks did not run: peer 1: rejected on node worker-b: No such image: p2p-peer:latest" in message
-    assert "docker save p2p-peer:latest | ssh NODE docker load" in message
+    assert "copy it to node worker-b with\n    docker save p2p-peer:latest | ssh worker-b docker load" in message
     assert clock.sleeps == 0  # no point waiting: the first look says so
 
 
@@ -391,3 +391,36 @@ def test_cli_clean_removes_the_services_of_every_run(client, clock, monkeypatch,
     assert (f"removed {ours['service']} services, 0 containers, {ours['network']} networks, "
             f"{ours['volume']} volumes (label p2p.run)") in capsys.readouterr().out
     assert [s.name for s in client.objects["service"]] == ["someone-elses"]
+
+
+def test_a_node_that_leaves_loses_its_peers_for_good_and_records_the_kill(monkeypatch, client, clock, tmp_path):
+    """Swarm keeps saying "running" for the tasks of a node that is down: the runner marks them lost
+    (no exit code, even when the node comes back), records the kill in faults.jsonl, and goes on."""
+    from analysis.explain import read_fault_log
+
+    stack = deploy(client)
+    stack.task(2)["NodeID"] = "node-2"
+    script = lifecycle(stack, run_at=1, exit_at=5, collected_at=None)
+    peer2_exit = {}
+
+    def with_node_leaving(c: FakeClient, tick: int) -> None:
+        if tick == 3:
+            c.node_states["node-2"] = "down"
+        if tick == 8:  # back, and its peer's task now ended: still lost
+            c.node_states["node-2"] = "ready"
+        script(c, tick)
+        if tick >= 5 and not peer2_exit:  # node-2 never reports peer 2 ending while away
+            peer2_exit[2] = stack.task(2)["Status"]["State"]
+            stack.move(2, "running")
+
+    client.script = with_node_leaving
+    runner = make_runner(monkeypatch, client, upload_wait=3)
+    plan = make_plan(tmp_path)
+    out = io.StringIO()
+    assert wait(runner, plan, clock, out) == {0: 0, 1: 0, 2: None}
+    assert runner.lost == {2: "worker-b"}
+    assert "node worker-b left the swarm" in out.getvalue() and "peers [2] lost" in out.getvalue()
+    applied, problems = read_fault_log(plan.run_dir)
+    assert problems == [] and [str(a.fault).split("@")[0] for a in applied] == ["kill:2"]
+    assert json.loads((plan.run_dir / "placement.json").read_text())["nodes"] == {"manager-a": [0, 1],
+                                                                                   "worker-b": [2]}
