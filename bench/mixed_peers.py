@@ -1,10 +1,15 @@
 """Python and Rust peers in one compose run: memory per container and container start to first dial.
 
-    python3 bench/mixed_peers.py [--n 200] [--rust-ids even] [--interval 0.5] [--json]
+    python3 bench/mixed_peers.py [--n 200] [--rust-ids even] [--idle 120] [--interval 0.5] [--json]
 
 Runs cycle-N on the compose backend with the Rust peer (image p2p-peer-rs:latest, built by
 rust-peer/build-image.sh, adapter rust-peer/adapter.toml) playing the even ids and ours the
-odd ones (``--rust-ids odd`` swaps them): every link joins the two implementations. Checks
+odd ones (``--rust-ids odd`` swaps them): every link joins the two implementations. The run's
+``--idle`` is 120 s: the Rust peer has no start barrier and exits ``--idle`` seconds after its
+links came up without a frame, while ours wait at the barrier (every container started) and
+then still need their interpreter started; at N = 200 here that took up to a minute, and
+with the default idle the Rust peers had all exited before ours sent anything (4,032 of
+79,600 deliveries). Ours exit on ``--expect`` as always. Checks
 the run is exact (deliveries and bytes = prediction, every peer exit 0). Per implementation,
 median and p90 over its containers of:
 
@@ -27,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -44,7 +50,7 @@ from bench_compose import container_memory, count_deliveries  # noqa: E402
 import docker  # noqa: E402
 from generator.adapter import implementations_from_cli  # noqa: E402
 from generator.predict import predict  # noqa: E402
-from generator.spec import RunSpec  # noqa: E402
+from generator.spec import PeerOptions, RunSpec  # noqa: E402
 from peer.logfiles import events_file, stderr_file  # noqa: E402
 from testbed.base import Progress, RunnerError, prepare_run  # noqa: E402
 from testbed.compose import ComposeRunner  # noqa: E402
@@ -161,10 +167,10 @@ def summarise(plan, sampler: Sampler, rust: set[int], n: int) -> dict:
     return out
 
 
-def bench(n: int, rust_ids: str, interval: float, workdir: Path) -> dict:
+def bench(n: int, rust_ids: str, idle: float, interval: float, workdir: Path) -> dict:
     impls = implementations_from_cli([f"{RUST_IMAGE}:ids={rust_ids}"], None, ROOT / "rust-peer" / "adapter.toml", n)
     rust = set(impls[0].ids)
-    spec = RunSpec.parse("cycle", n, implementations=impls)
+    spec = RunSpec.parse("cycle", n, implementations=impls, options=PeerOptions(idle=idle))
     pred = predict(spec.graph(), spec.topology)
     plan = prepare_run(spec, workdir / "runs", pred)
     runner = ComposeRunner.connect(poll=0.2)
@@ -179,7 +185,7 @@ def bench(n: int, rust_ids: str, interval: float, workdir: Path) -> dict:
     wall = time.monotonic() - t
     deliveries, nbytes = count_deliveries(plan.log_dir, n)
     exact = (deliveries, nbytes) == (pred.deliveries, pred.bytes) and result.exit_codes == dict.fromkeys(range(n), 0)
-    return {"run": spec.name, "rust_ids": rust_ids, "wall_s": round(wall, 1), "deliveries": deliveries,
+    return {"run": spec.name, "rust_ids": rust_ids, "idle_s": idle, "wall_s": round(wall, 1), "deliveries": deliveries,
             "predicted": pred.deliveries, "bytes": nbytes, "predicted_bytes": pred.bytes, "exact": exact,
             "samples": sampler.samples, "interval_s": interval,
             "memory_source": "cgroup v1: peak of sampled usage_in_bytes - total_inactive_file (as docker stats); "
@@ -202,12 +208,17 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=200, help="cycle size (default 200)")
     ap.add_argument("--rust-ids", default="even", choices=("even", "odd"), help="ids the Rust peer plays")
+    ap.add_argument("--idle", type=float, default=120.0,
+                    help="the run's --idle, s (default 120: the Rust peer must outlast our barrier)")
     ap.add_argument("--interval", type=float, default=0.5, help="memory sampling interval, s (default 0.5)")
+    ap.add_argument("--keep", type=Path, metavar="DIR", help="copy the run directory here if it is not exact")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON on the last line")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="p2p-bench-mixed-") as tmp:
         try:
-            res = bench(args.n, args.rust_ids, args.interval, Path(tmp))
+            res = bench(args.n, args.rust_ids, args.idle, args.interval, Path(tmp))
+            if not res["exact"] and args.keep is not None:  # what went wrong: the run directory
+                shutil.copytree(Path(tmp) / "runs", args.keep, dirs_exist_ok=True)
         except RunnerError as e:  # no engine, or no Rust image: rust-peer/build-image.sh builds it
             print(f"mixed_peers: error: {e}", file=sys.stderr)
             return 2
