@@ -102,6 +102,8 @@ def main() -> int:
     ap.add_argument("--skip-compose", action="store_true", help="no container benchmarks")
     ap.add_argument("--compose-sizes", default="50,200,1000",
                     help="cycle sizes for the compose start-up benchmark (default 50,200,1000; 1000 takes ~30 min)")
+    ap.add_argument("--mixed-n", default="200",
+                    help="cycle size of the Python-vs-Rust peers benchmark (bench/mixed_peers.py; default 200)")
     ap.add_argument("--cycle-sizes", default="50,100,200,400", help="cycle sizes for local time to quiescence")
     args = ap.parse_args()
 
@@ -130,8 +132,10 @@ def main() -> int:
                 got = run_script("bench_compose.py", ["--sizes", *map(str, group), "--variants", variants],
                                  json_file=True)
                 results["compose"].extend(got if isinstance(got, list) else [got])
+        # Python and Rust peers alternating on one cycle: memory per container, start to first dial.
+        results["mixed_peers"] = run_script("mixed_peers.py", ["--n", args.mixed_n])
     else:
-        results["compose"] = None
+        results["compose"] = results["mixed_peers"] = None
         print("compose benchmarks skipped (no Docker engine or --skip-compose)")
     out = ROOT / "bench" / "results.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
@@ -139,6 +143,7 @@ def main() -> int:
     print(json.dumps({k: v for k, v in results.items() if k != "local"}, indent=2))
     exact = all(r["exact"] for r in results["local"] + results["cycle_local"])
     others = all((results[k] or {}).get("exact") for k in ("peer_memory", "fault_trigger", "live"))
+    others = others and (results["mixed_peers"] is None or results["mixed_peers"].get("exact"))
     return 0 if exact and others else 1
 
 

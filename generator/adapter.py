@@ -288,13 +288,22 @@ class Implementation:
         return argv
 
 
-def parse_ids(text: str, where: str) -> tuple[int, ...]:
-    """``0-4,7`` -> (0, 1, 2, 3, 4, 7)."""
+def parse_ids(text: str, where: str, n: int | None = None) -> tuple[int, ...]:
+    """``0-4,7`` -> (0, 1, 2, 3, 4, 7); ``even`` / ``odd`` -> every even / odd id of a run of ``n``.
+
+    ``even``/``odd`` spell alternating implementations (cycle-200, half and half) in one word.
+    """
     out: set[int] = set()
     for part in text.split(","):
-        lo, dash, hi = part.strip().partition("-")
+        word = part.strip()
+        if word in ("even", "odd"):
+            if n is None:
+                raise SpecError(f"{where}: ids={word} needs the run's number of peers")
+            out.update(range(0 if word == "even" else 1, n, 2))
+            continue
+        lo, dash, hi = word.partition("-")
         if not lo.isdigit() or (dash and not hi.isdigit()):
-            raise SpecError(f"{where}: ids must be like 0-4,7, got {text!r}")
+            raise SpecError(f"{where}: ids must be like 0-4,7 or even or odd, got {text!r}")
         a, b = int(lo), int(hi) if dash else int(lo)
         if b < a:
             raise SpecError(f"{where}: empty id range {part.strip()!r}")
@@ -305,14 +314,17 @@ def parse_ids(text: str, where: str) -> tuple[int, ...]:
 _SUFFIX = re.compile(r":(ids|adapter)=([^:]*)$")
 
 
-def parse_choice(text: str, flag: str) -> tuple[str, tuple[int, ...] | None, str | None]:
-    """``IMAGE[:ids=0-4][:adapter=FILE]`` (``--peer-image``, ``--peer-command``) -> (what, ids, adapter path)."""
+def parse_choice(text: str, flag: str, n: int | None = None) -> tuple[str, tuple[int, ...] | None, str | None]:
+    """``IMAGE[:ids=0-4][:adapter=FILE]`` (``--peer-image``, ``--peer-command``) -> (what, ids, adapter path).
+
+    ``ids=`` takes ranges and single ids (``0-4,7``) or ``even`` / ``odd`` (of the run's ``n`` peers).
+    """
     ids: tuple[int, ...] | None = None
     adapter: str | None = None
     rest = text
     while (m := _SUFFIX.search(rest)) is not None:
         if m.group(1) == "ids":
-            ids = parse_ids(m.group(2), f"{flag} {text}")
+            ids = parse_ids(m.group(2), f"{flag} {text}", n)
         else:
             adapter = m.group(2)
         rest = rest[: m.start()]
@@ -337,7 +349,7 @@ def implementations_from_cli(images: list[str] | None, commands: list[str] | Non
         entries = [("--peer-adapter", "")]
     parsed = []
     for flag, text in entries:
-        what, ids, own = parse_choice(text, flag) if text else ("", None, None)
+        what, ids, own = parse_choice(text, flag, n) if text else ("", None, None)
         adapter = load_adapter(Path(own)) if own else (default or default_adapter())
         parsed.append((flag, what, ids, adapter))
     return _assign_ids(parsed, n)

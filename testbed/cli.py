@@ -200,8 +200,8 @@ def _add_foreign_args(run: argparse.ArgumentParser) -> None:
     """--peer-image, --peer-command, --peer-adapter (docs/bring-your-own-peer.md)."""
     run.add_argument("--peer-image", action="append", metavar="IMAGE[:ids=0-4][:adapter=FILE]",
                      help="run these peers (default: all) from another implementation's image (compose; not "
-                          "swarm yet), started as its adapter says; repeatable; the rest run our peer "
-                          "(docs/bring-your-own-peer.md)")
+                          "swarm yet), started as its adapter says; repeatable; the rest run our peer; ids like 0-4,7 or "
+                          "even or odd (docs/bring-your-own-peer.md)")
     run.add_argument("--peer-command", action="append", metavar="PATH[:ids=0-4][:adapter=FILE]",
                      help="the same on the local backend: this program instead of the adapter's command[0]")
     run.add_argument("--peer-adapter", type=Path, metavar="FILE",

@@ -5,7 +5,10 @@ SIGKILL after ``exit.grace``) once ``exit.quiescence`` seconds passed without a 
 in its logs (``<id>.txt`` or ``<id>.traffic.txt`` grew), counted from its start. One of
 ``exit.mode = "self"`` exits by itself; as a backstop it is stopped the same way once every
 peer of ours has exited and no foreign peer's log grew for that long: then nothing can
-reach it any more. Our own peers keep their own exit rules. The runners call ``due`` on
+reach it any more. That backstop waits at least the run's ``--idle`` plus ``IDLE_MARGIN``
+seconds: the peer's own rule (exit after ``--idle`` seconds without a frame) starts at the
+same last line, so a shorter window races it and stops a peer that was about to exit by
+itself (seen: idle 5 s against the default quiescence 5 s). Our own peers keep their own exit rules. The runners call ``due`` on
 every look at the peers and act on what it returns.
 
 A foreign peer whose logs grow past ``RUNAWAY_FACTOR`` times its predicted bytes (plus
@@ -26,6 +29,7 @@ from peer.logfiles import messages_file, traffic_file
 
 RUNAWAY_FACTOR = 4
 RUNAWAY_SLACK = 1 << 16
+IDLE_MARGIN = 5.0  # s past the run's idle before a self-exiting peer's backstop may fire
 
 
 @dataclass
@@ -48,6 +52,7 @@ class QuietWatch:
     peers: dict[int, _Quiet] = field(default_factory=dict)
     stopped: set[int] = field(default_factory=set)  # at quiescence
     runaways: set[int] = field(default_factory=set)  # past their log budget
+    idle: float | None = None  # the run's --idle: a self-exiting peer's backstop waits longer than it
 
     def __post_init__(self) -> None:
         now = time.monotonic()
@@ -90,9 +95,12 @@ class QuietWatch:
                     q.killed = True
                     kill_now.append(p)
                 continue
-            quiet = now - q.changed >= q.adapter.quiescence
+            window = q.adapter.quiescence
+            if q.adapter.exit_mode == "self" and self.idle is not None:
+                window = max(window, self.idle + IDLE_MARGIN)
+            quiet = now - q.changed >= window
             if q.adapter.exit_mode == "self":
-                quiet = quiet and ours_done and now - last_any >= q.adapter.quiescence
+                quiet = quiet and ours_done and now - last_any >= window
             runaway = q.budget is not None and q.size > q.budget
             if quiet or runaway:
                 q.signalled = now
@@ -106,7 +114,8 @@ def quiet_watch(plan) -> QuietWatch:
     foreign = plan.foreign()
     peers = [peer for peer in plan.peers if peer.id in foreign]
     return QuietWatch(plan.log_dir, {peer.id: plan.spec.implementation_of(peer.id).adapter for peer in peers},
-                      {peer.id: peer.expect_bytes for peer in peers if peer.expect_bytes is not None})
+                      {peer.id: peer.expect_bytes for peer in peers if peer.expect_bytes is not None},
+                      idle=plan.spec.options.idle)
 
 
 def stop_message(watch: QuietWatch, backend: str, peer: int, name: str, signal_name: str) -> str:
@@ -115,5 +124,8 @@ def stop_message(watch: QuietWatch, backend: str, peer: int, name: str, signal_n
     if peer in watch.runaways:
         why = f"its logs grew past {q.budget:,} bytes ({RUNAWAY_FACTOR}x its prediction): a runaway"
     else:
-        why = f"no new log line for {q.adapter.quiescence:g} s"
+        window = q.adapter.quiescence
+        if q.adapter.exit_mode == "self" and watch.idle is not None:
+            window = max(window, watch.idle + IDLE_MARGIN)
+        why = f"no new log line for {window:g} s"
     return f"{backend}: peer {peer} ({name}): {why}; stopping it ({signal_name})"

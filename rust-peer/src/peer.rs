@@ -24,9 +24,9 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Once};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::args::Args;
 use crate::signals;
@@ -216,6 +216,17 @@ impl Peer {
 
     fn say(&self, text: &str) {
         eprintln!("p2p-peer-rs {}: {text}", self.me);
+    }
+
+    /// One stderr line at the peer's first dial attempt, with the wall clock (Unix seconds):
+    /// bench/peer_start.py measures container start to first dial from it. The original-format
+    /// logs are untouched; there is no per-dial output otherwise.
+    fn note_first_dial(&self, nbr: u32) {
+        static FIRST_DIAL: Once = Once::new();
+        FIRST_DIAL.call_once(|| {
+            let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+            self.say(&format!("first dial at {}.{:06} (unix time), to {nbr}", t.as_secs(), t.subsec_micros()));
+        });
     }
 
     // ---- sending -----------------------------------------------------------
@@ -443,6 +454,7 @@ impl Peer {
                 thread::sleep(TICK);
                 continue;
             }
+            self.note_first_dial(nbr);
             match dial(&addr, self.me) {
                 Ok(s) => {
                     self.lock().links.get_mut(&nbr).expect("known link").dialed_once = true;

@@ -108,6 +108,22 @@ def test_ids_and_choices():
             parse_choice(bad, "--peer-image")
 
 
+def test_ids_spell_non_contiguous_and_alternating_sets():
+    """Alternating implementations (even ids Rust, odd ids ours): a list, or even/odd of the run's n."""
+    assert parse_ids("0,2,4,6", "x") == (0, 2, 4, 6)
+    assert parse_ids("even", "x", 7) == (0, 2, 4, 6)
+    assert parse_ids("odd", "x", 7) == (1, 3, 5)
+    assert parse_ids("odd,0", "x", 6) == (0, 1, 3, 5)
+    with pytest.raises(SpecError, match="needs the run's number of peers"):
+        parse_ids("even", "x")
+    with pytest.raises(SpecError, match="0-4,7 or even or odd"):
+        parse_ids("evens", "x", 4)
+    impls = implementations_from_cli(["p2p-peer-rs:latest:ids=even"], None, None, 200)
+    assert impls[0].ids == tuple(range(0, 200, 2)) and impls[0].image == "p2p-peer-rs:latest"
+    impls = implementations_from_cli(["rs:ids=0,2,4,6"], None, None, 7)
+    assert impls[0].ids == (0, 2, 4, 6)
+
+
 def test_implementations_split_the_ids_and_the_rest_runs_ours():
     impls = implementations_from_cli(["rs:latest:ids=0-1", "other"], None, None, 5)
     assert [(i.name, i.ids, i.image) for i in impls] == [("rs", (0, 1), "rs:latest"), ("other", (2, 3, 4), "other")]

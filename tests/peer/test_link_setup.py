@@ -9,7 +9,7 @@ import networkx as nx
 import pytest
 
 from peer.wire import HEADER, encode_frame, encode_handshake, encode_payload
-from tests.peer.support import events, listening_socket, make_peer
+from tests.peer.support import events, listening_socket, make_peer, wait_until
 
 
 def expected_hop_lists(graph: nx.Graph, receiver: int) -> list[tuple[int, ...]]:
@@ -243,3 +243,39 @@ def test_a_repeated_frame_from_a_neighbour_is_dropped_not_delivered(tmp_path):
     assert actions == [("accept", "kept"), ("accept", "closed")]
     assert "traffic" not in summary  # (the traffic file is checked below)
     assert (tmp_path / "0.traffic.txt").read_text() == "1; 23; 23\n"
+
+
+async def full_slots_run(tmp_path):
+    """Peer 1's 64 handshake slots are held by silent connections when peer 0 dials it: that dial
+    is cut (too_many_connections) after peer 0 wrote its message into it. Then the slots free up."""
+    sock0, sock1 = listening_socket(), listening_socket()
+    port0, port1 = sock0.getsockname()[1], sock1.getsockname()[1]
+    target = make_peer(tmp_path, 1, 2, {0: ("127.0.0.1", port0)}, sock1, expect=1, dial_grace=30,
+                       link_deadline=30, max_runtime=30)
+    run1 = asyncio.create_task(target.run())
+    silent = [await asyncio.open_connection("127.0.0.1", port1) for _ in range(64)]
+    await wait_until(lambda: target._pending_handshakes == 64)
+    dialer = make_peer(tmp_path, 0, 2, {1: ("127.0.0.1", port1)}, sock0, expect=1, link_deadline=30,
+                       max_runtime=30)
+    run0 = asyncio.create_task(dialer.run())
+    await wait_until(lambda: target.errors >= 1)  # peer 0's dial, cut
+    await wait_until(lambda: any(e["ev"] == "authored" for e in events(tmp_path, 0)))
+    for _reader, writer in silent:
+        writer.close()
+    return await asyncio.wait_for(asyncio.gather(run0, run1), 30)
+
+
+def test_a_dial_cut_by_too_many_connections_loses_no_frame(tmp_path):
+    """The compose --hostile replay's loss (56/60): frames written into a dial the acceptor cut
+    for want of handshake slots are sent again once the link is up (docs/design.md, Link set-up)."""
+    codes = asyncio.run(full_slots_run(tmp_path))
+    assert codes == [0, 0]
+    ev1 = events(tmp_path, 1)
+    cuts = [e for e in ev1 if e["ev"] == "error"]  # peer 0 redials (with backoff) while the slots are full
+    assert {e["reason"] for e in cuts} == {"too_many_connections"} and sum(e["count"] for e in cuts) >= 1
+    ev0 = events(tmp_path, 0)
+    assert sum(e["ev"] == "link_up" for e in ev0) >= 2  # the cut dial, and the one that held
+    first_down = next(e for e in ev0 if e["ev"] == "link_down")
+    assert first_down["resend"] == 1  # its message, written into the cut dial, kept to send again
+    assert received(tmp_path, 0) == [(1,)] and received(tmp_path, 1) == [(0,)]
+    assert ev0[-1]["exit_reason"] == ev1[-1]["exit_reason"] == "expected"

@@ -62,11 +62,10 @@ def test_hostile_battery_from_inside_the_network(runner, tmp_path):
     assert target.hostile["peer"] == 2
     assert target.hostile["refused"] == [], target.hostile
     assert len(target.hostile["sent"]) == 5 and target.hostile["silent_connections"] == 100
-    # Our own peer does not always survive this one: when the 100 silent connections fill its 64
-    # handshake slots before a neighbour's dial arrives, that dial is cut (too_many_connections)
-    # after the dialer wrote frames into it, and those frames are lost (seen here: 56/60). Whatever
-    # the outcome, the grade must carry the replay's reasons.
-    assert target.hostile["replay_verdict"] in ("PASS", "FAIL")
-    assert target.hostile_problems == [f"under attack: {r}" for r in target.hostile["replay_reasons"]]
+    # Our own peer survives it: a neighbour's dial cut while the 100 silent connections hold its
+    # 64 handshake slots loses nothing (the dialer sends again what it wrote into it), and the
+    # quiescence backstop no longer races the replay's 5 s idle exit.
+    assert target.hostile["replay_verdict"] == "PASS", target.hostile["replay_reasons"]
+    assert target.hostile_problems == []
     replay = next((run_dir / "hostile").glob("cycle-6-*"))
     assert list_labelled(runner.client, replay.name) == []  # the battery's container went too

@@ -2,7 +2,7 @@
 clock the test sets: no processes, no sleeps."""
 
 from generator.adapter import Adapter
-from testbed.quiescence import RUNAWAY_FACTOR, RUNAWAY_SLACK, QuietWatch
+from testbed.quiescence import IDLE_MARGIN, RUNAWAY_FACTOR, RUNAWAY_SLACK, QuietWatch
 
 QUIET = Adapter(command=("x",), exit_mode="quiescence", quiescence=2.0, stop_grace=1.0)
 SELF = Adapter(command=("x",), exit_mode="self", quiescence=2.0, stop_grace=1.0)
@@ -33,6 +33,20 @@ def test_a_self_exiting_peer_is_only_stopped_once_ours_are_done_and_every_log_is
     grow(tmp_path, 2)
     assert w.due(111.0, {1, 2}, ours_done=True) == ([], [])  # peer 2's log just grew
     assert w.due(113.0, {1, 2}, ours_done=True) == ([(1, "SIGTERM"), (2, "SIGTERM")], [])
+
+
+def test_a_self_exiting_peer_gets_the_run_idle_and_a_margin_before_the_backstop(tmp_path):
+    """idle 5 s against quiescence 2 s: the peer's own idle exit comes first, not the backstop."""
+    w = QuietWatch(tmp_path, {1: SELF}, idle=5.0)
+    w.restart_clock(100.0)
+    assert w.due(100.0, {1}, ours_done=True) == ([], [])  # its log's last change: now
+    assert w.due(100.0 + 5.0, {1}, ours_done=True) == ([], [])  # its own idle exit is due only now
+    assert w.due(100.0 + 5.0 + IDLE_MARGIN - 0.1, {1}, ours_done=True) == ([], [])
+    assert w.due(100.0 + 5.0 + IDLE_MARGIN, {1}, ours_done=True) == ([(1, "SIGTERM")], [])
+    q = QuietWatch(tmp_path, {2: QUIET}, idle=5.0)  # a quiescence-mode peer keeps its adapter's window
+    q.restart_clock(100.0)
+    assert q.due(100.0, {2}, ours_done=False) == ([], [])
+    assert q.due(102.0, {2}, ours_done=False) == ([(2, "SIGTERM")], [])
 
 
 def test_a_peer_whose_logs_outgrow_its_prediction_is_stopped_as_a_runaway(tmp_path):
