@@ -97,6 +97,10 @@ class Fault:
                 raise SpecError(f"fault {self.action} takes no period, count or down")
             return
         where = f"--fault {self._spelling()}"
+        missing = [k for k in ("period", "count") if getattr(self, k) is None]
+        if missing:
+            raise SpecError(f"{where}: a flap needs {' and '.join(k + '=' for k in missing)}, "
+                            "e.g. flap:0-1@2,period=1,count=5")
         if not is_number(self.period) or not math.isfinite(self.period) or self.period <= 0:
             raise SpecError(f"{where}: period must be a finite number > 0 (seconds), got {show_value(self.period)}")
         if not _is_int(self.count) or self.count < 1:
@@ -137,8 +141,9 @@ class Fault:
     def _flap_text(self, show) -> str:
         if self.action != "flap":
             return ""
-        down = f",down={show(self.down)}" if self.down is not None else ""
-        return f",period={show(self.period)},count={show(self.count)}{down}"
+        # Only the keys given: a message about a missing count must not echo "count=None".
+        keys = (("period", self.period), ("count", self.count), ("down", self.down))
+        return "".join(f",{k}={show(v)}" for k, v in keys if v is not None)
 
     @property
     def at_start(self) -> bool:

@@ -88,3 +88,11 @@ def test_only_delay_shapes_keep_the_prediction_exact():
     # a flap heals a partition from the start: the cut graph is no longer the prediction
     cut = (Fault.parse("partition:0-1@0"), Fault.parse("flap:0-1@1,period=1,count=1"))
     assert surviving_graph(cycle_graph(6), cut).number_of_edges() == 6
+
+
+@pytest.mark.parametrize("text,needs", [("flap:0-1@1", "period= and count="), ("flap:0-1@1,period=1", "count="),
+                                        ("flap:0-1@1,count=3", "period=")])
+def test_a_flap_without_its_period_or_count_says_which_is_missing(text, needs):
+    with pytest.raises(SpecError, match=f"a flap needs {needs}, e.g. flap:0-1@2,period=1,count=5") as e:
+        Fault.parse(text)
+    assert "None" not in str(e.value)
