@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +32,7 @@ from testbed.base import (
     RunResult,
     tail_of,
 )
-from testbed.containers import EXITED_STATES, STARTED_STATES, ContainerWatch, StagedStart
+from testbed.containers import EXITED_STATES, STARTED_STATES, BackgroundUp, ContainerWatch, StagedStart
 from testbed.engine import (
     BUILD_SCRIPT,
     DOCKER_ERRORS,
@@ -456,53 +455,24 @@ def container_of(client, run_id: str, peer: int):
     return found[0] if found else None
 
 
-class UpInOrder:
+class UpInOrder(BackgroundUp):
     """``docker compose up -d`` of our peers' services, then of ``later`` (other implementations' peers):
-    ours listen from their start, so the others' first dials find them. Quacks like the ``Popen`` of a
-    plain ``up -d`` (poll, wait, terminate, kill, returncode)."""
+    ours listen from their start, so the others' first dials find them."""
+
+    name = "up in order"
 
     def __init__(self, popen: Callable[..., subprocess.Popen], base: list[str], log: Path,
                  later: Sequence[str]) -> None:
-        self.popen, self.base, self.log, self.later = popen, base, log, list(later)
-        self.returncode: int | None = None
-        self._stop = threading.Event()
-        self._proc: subprocess.Popen | None = None
-        self._thread = threading.Thread(target=self._run, name="up-in-order", daemon=True)
-        self._thread.start()
+        self.later = list(later)
+        super().__init__(popen, base, log)  # starts the thread: ``later`` is set above
 
-    def _run(self) -> None:
-        try:
-            first = [item for svc in self.later for item in ("--scale", f"{svc}=0")]  # all but ``later``
-            for extra in (first, ["--no-deps", *self.later]):
-                with open(self.log, "ab") as out:
-                    self._proc = self.popen([*self.base, "up", "-d", *extra], stdin=subprocess.DEVNULL,
-                                            stdout=out, stderr=subprocess.STDOUT)
-                rc = self._proc.wait()
-                if rc != 0 or self._stop.is_set():
-                    self.returncode = rc or -15
-                    return
-            self.returncode = 0
-        except BaseException as e:  # noqa: BLE001 - reported through the log and the exit code
-            with open(self.log, "a") as out:
-                out.write(f"p2p: starting the containers failed: {e}\n")
-            self.returncode = 1
-
-    def poll(self) -> int | None:
-        return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int | None:
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            raise subprocess.TimeoutExpired("up in order", timeout or 0)
-        return self.returncode
-
-    def terminate(self) -> None:
-        self._stop.set()
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-
-    def kill(self) -> None:
-        self.terminate()
+    def steps(self) -> int:
+        first = [item for svc in self.later for item in ("--scale", f"{svc}=0")]  # all but ``later``
+        for extra in (first, ["--no-deps", *self.later]):
+            rc = self.compose("up", "-d", *extra)
+            if rc:
+                return rc
+        return 0
 
 
 class _ContainerDriver:

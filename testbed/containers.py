@@ -92,54 +92,41 @@ class ContainerWatch:
             return dict(self._states)
 
 
-class StagedStart:
-    """``docker compose up -d --no-start``, then the containers started ``parallel`` at a time.
+class BackgroundUp:
+    """A ``docker compose up -d`` done in steps on a thread. Quacks like the ``Popen`` of a
+    plain ``up -d`` (poll, wait, terminate, kill, returncode) so the runner treats every way
+    of starting alike; a subclass says what its steps are (``steps``) and its ``name``."""
 
-    Compose 2.40 does not bound its container starts, ``--parallel`` notwithstanding: seen
-    here, 350-570 ``runc create`` at once for a 1000-peer file, load 600, and bursts of
-    starts between long stalls. Quacks like the ``Popen`` of a plain ``up -d`` (poll,
-    wait, terminate, kill, returncode) so the runner treats both alike.
-    """
+    name = "up"
 
-    def __init__(self, client, popen: Callable[..., subprocess.Popen], base: list[str], log: Path, run_id: str,
-                 parallel: int) -> None:
-        self.client, self.popen, self.base, self.log = client, popen, base, log
-        self.run_id, self.parallel = run_id, parallel
+    def __init__(self, popen: Callable[..., subprocess.Popen], base: list[str], log: Path) -> None:
+        self.popen, self.base, self.log = popen, base, log
         self.returncode: int | None = None
-        self.started = 0
-        self._count_lock = threading.Lock()
         self._stop = threading.Event()
         self._proc: subprocess.Popen | None = None
-        self._thread = threading.Thread(target=self._run, name="staged-start", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self.name.replace(" ", "-"), daemon=True)
         self._thread.start()
+
+    def steps(self) -> int:
+        """Do the work; the exit status (-15 when stopped meanwhile)."""
+        raise NotImplementedError
+
+    def compose(self, *args: str) -> int:
+        """``docker compose <base> *args`` with its output in the log: its exit status, or -15 when it
+        succeeded but the start was stopped meanwhile (0 means: go on with the next step)."""
+        with open(self.log, "ab") as out:
+            self._proc = self.popen([*self.base, *args], stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT)
+        rc = self._proc.wait()
+        return rc or (-15 if self._stop.is_set() else 0)
 
     def _run(self) -> None:
         try:
-            with open(self.log, "ab") as out:
-                self._proc = self.popen([*self.base, "up", "-d", "--no-start"], stdin=subprocess.DEVNULL,
-                                        stdout=out, stderr=subprocess.STDOUT)
-            rc = self._proc.wait()
-            if rc != 0 or self._stop.is_set():
-                self.returncode = rc or -15
-                return
-            flt = {"label": f"{RUN_LABEL}={self.run_id}"}
-            ours = [c for c in self.client.containers.list(all=True, filters=flt, sparse=True)
-                    if labels_of(c).get(PEER_LABEL, "").isdigit()]
-            ours.sort(key=lambda c: int(labels_of(c)[PEER_LABEL]))
-            with ThreadPoolExecutor(self.parallel) as pool:
-                for _ in pool.map(self._start, ours):
-                    pass
-            self.returncode = -15 if self._stop.is_set() else 0
+            self.returncode = self.steps()
         except BaseException as e:  # noqa: BLE001 - reported through the log and the exit code
             with open(self.log, "a") as out:
                 out.write(f"p2p: starting the containers failed: {e}\n")
             self.returncode = 1
-
-    def _start(self, container) -> None:
-        if not self._stop.is_set():
-            container.start()
-            with self._count_lock:
-                self.started += 1
 
     def poll(self) -> int | None:
         return self.returncode
@@ -147,7 +134,7 @@ class StagedStart:
     def wait(self, timeout: float | None = None) -> int | None:
         self._thread.join(timeout)
         if self._thread.is_alive():
-            raise subprocess.TimeoutExpired("staged start", timeout or 0)
+            raise subprocess.TimeoutExpired(self.name, timeout or 0)
         return self.returncode
 
     def terminate(self) -> None:
@@ -155,4 +142,42 @@ class StagedStart:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.terminate()
 
-    kill = terminate
+    def kill(self) -> None:
+        self.terminate()
+
+
+class StagedStart(BackgroundUp):
+    """``docker compose up -d --no-start``, then the containers started ``parallel`` at a time.
+
+    Compose 2.40 does not bound its container starts, ``--parallel`` notwithstanding: seen
+    here, 350-570 ``runc create`` at once for a 1000-peer file, load 600, and bursts of
+    starts between long stalls.
+    """
+
+    name = "staged start"
+
+    def __init__(self, client, popen: Callable[..., subprocess.Popen], base: list[str], log: Path, run_id: str,
+                 parallel: int) -> None:
+        self.client, self.run_id, self.parallel = client, run_id, parallel
+        self.started = 0
+        self._count_lock = threading.Lock()
+        super().__init__(popen, base, log)  # starts the thread: everything it reads is set above
+
+    def steps(self) -> int:
+        rc = self.compose("up", "-d", "--no-start")
+        if rc:
+            return rc
+        flt = {"label": f"{RUN_LABEL}={self.run_id}"}
+        ours = [c for c in self.client.containers.list(all=True, filters=flt, sparse=True)
+                if labels_of(c).get(PEER_LABEL, "").isdigit()]
+        ours.sort(key=lambda c: int(labels_of(c)[PEER_LABEL]))
+        with ThreadPoolExecutor(self.parallel) as pool:
+            for _ in pool.map(self._start, ours):
+                pass
+        return -15 if self._stop.is_set() else 0
+
+    def _start(self, container) -> None:
+        if not self._stop.is_set():
+            container.start()
+            with self._count_lock:
+                self.started += 1
