@@ -14,16 +14,23 @@ from testbed.compose import ComposeRunner
 from testbed.engine import check_compose, clean_by_label, docker_client, list_labelled
 
 
-@pytest.fixture(scope="module")
-def runner() -> ComposeRunner:
+def usable_docker_client(compose: bool = False):
+    """The engine's client (and a working `docker compose` when ``compose``); without them the
+    test is skipped, or fails under CI=true (.ci/run promises an engine)."""
     try:
         client = docker_client()
-        check_compose()
+        if compose:
+            check_compose()
     except RunnerError as e:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI=true but Docker is not usable: {e}")
         pytest.skip(f"Docker not usable: {e}")
-    r = ComposeRunner(client, poll=0.1)
+    return client
+
+
+@pytest.fixture(scope="module")
+def runner() -> ComposeRunner:
+    r = ComposeRunner(usable_docker_client(compose=True), poll=0.1)
     r.ensure_image(Progress(stream=io.StringIO()))
     return r
 

@@ -26,8 +26,9 @@ import pytest
 from generator.predict import predict
 from generator.spec import RunSpec
 from testbed import multihost
-from testbed.base import Progress, RunnerError
-from testbed.engine import docker_client, list_labelled
+from testbed.base import Progress
+from testbed.engine import list_labelled
+from tests.testbed.conftest import usable_docker_client
 
 BIN = Path(sys.executable).parent
 # The nodes share this machine's 2 cores with whatever else runs: starting a few dozen tasks has
@@ -41,12 +42,7 @@ multihost_docker = [pytest.mark.docker, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def host():
-    try:
-        client = docker_client()
-    except RunnerError as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but Docker is not usable: {e}")
-        pytest.skip(f"Docker not usable: {e}")
+    client = usable_docker_client()
     multihost.ensure_node_image(Progress(interval=3600))
     subprocess.run(["bash", "docker/build-image.sh"], check=True, capture_output=True, cwd=multihost.REPO_ROOT)
     yield client

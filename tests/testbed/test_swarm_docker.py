@@ -11,7 +11,6 @@ that label may remain.
 from __future__ import annotations
 
 import io
-import os
 import secrets
 import subprocess
 from pathlib import Path
@@ -21,8 +20,9 @@ import pytest
 from generator.predict import predict
 from generator.spec import RunSpec
 from testbed.base import Progress, RunnerError, prepare_run
-from testbed.engine import docker_client, list_labelled
+from testbed.engine import list_labelled
 from testbed.swarm import SWARM_INIT_HINT, SwarmRunner, clean_swarm, swarm_info
+from tests.testbed.conftest import usable_docker_client
 from tests.testbed.fakedocker import FakeClient
 
 docker_slow = [pytest.mark.docker, pytest.mark.slow]
@@ -35,12 +35,7 @@ def _swarm_state(client) -> tuple[str, bool]:
 
 @pytest.fixture(scope="module")
 def swarm_client():
-    try:
-        client = docker_client()
-    except RunnerError as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI=true but Docker is not usable: {e}")
-        pytest.skip(f"Docker not usable: {e}")
+    client = usable_docker_client()
     state, manager = _swarm_state(client)
     created = False
     had_gwbridge = bool(client.networks.list(names=["docker_gwbridge"]))
