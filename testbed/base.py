@@ -209,11 +209,11 @@ def write_exits(run_dir: Path, result: RunResult) -> None:
     """Keep the peers' exit codes in the run directory, so `p2p analyse` judges them as `p2p run` does."""
     data = {"backend": result.backend,
             "exit_codes": {str(p): code for p, code in sorted(result.exit_codes.items())}}
-    if getattr(result, "quiescence_stops", ()):
+    if result.quiescence_stops:
         # Foreign peers the runner stopped when their logs went quiet (their adapter's rule): their
         # exit code is the stop signal's, not a failure.
         data["quiescence_stops"] = list(result.quiescence_stops)
-    if getattr(result, "runaway_stops", ()):
+    if result.runaway_stops:
         data["runaway_stops"] = list(result.runaway_stops)  # stopped for outgrowing their prediction: a failure
     (run_dir / "exits.json").write_text(json.dumps(data, indent=1) + "\n")
 
